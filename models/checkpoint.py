@@ -1,0 +1,211 @@
+"""Checkpoint files: safetensors weights with the JSON metadata in the same file's header.
+
+One file per checkpoint, so a write is a single atomic rename and nothing can pair weights with
+the wrong metadata. Loading never unpickles: tensors come from safetensors and everything else
+is JSON. A training checkpoint also holds the optimizer states so `--resume` continues
+exactly where a run stopped; a serving checkpoint holds the networks only, possibly in fp16.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from models.latent import LatentSpec
+from models.networks import ArchConfig, Discriminator, Generator
+
+FORMAT = "infogan-explorer/1"
+METADATA_KEY = "infogan"
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class TrainingState:
+    """What a resumed run needs beyond the networks. Random draws are a function of the seed
+    and step (see training.train.batch_rng), so there is no random-generator state to keep."""
+
+    optimizers: dict[str, dict[str, Any]]  # name -> optimizer.state_dict()
+
+
+@dataclass
+class Checkpoint:
+    latent: LatentSpec
+    arch: ArchConfig
+    generator: Generator
+    discriminator: Discriminator  # body + real/fake head + Q head
+    meta: dict[str, Any] = field(default_factory=dict)  # dataset, step, metrics, config, labels
+    training: TrainingState | None = None
+
+
+def build_networks(latent: LatentSpec, arch: ArchConfig) -> tuple[Generator, Discriminator]:
+    """Fresh networks for a spec: the one place that decides which sizes go where."""
+    generator = Generator(input_dim=latent.input_dim, arch=arch)
+    discriminator = Discriminator(q_output_dim=latent.q_output_dim, arch=arch)
+    return generator, discriminator
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    checkpoint: Checkpoint,
+    *,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write `checkpoint` atomically (temporary file, fsync, rename).
+
+    `dtype` (e.g. torch.float16) casts the network weights to shrink a serving file."""
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, module in (("generator", checkpoint.generator), ("discriminator", checkpoint.discriminator)):
+        for key, value in module.state_dict().items():
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
+
+    meta = {
+        **checkpoint.meta,
+        "format": FORMAT,
+        "latent": checkpoint.latent.to_dict(),
+        "arch": checkpoint.arch.to_dict(),
+    }
+    if checkpoint.training is not None:
+        meta["optimizers"] = {}
+        for name, state_dict in checkpoint.training.optimizers.items():
+            param_groups, optimizer_tensors = _flatten_optimizer(state_dict, f"optimizer.{name}")
+            meta["optimizers"][name] = param_groups
+            tensors.update(optimizer_tensors)
+
+    data = safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(meta)})
+    write_atomic(path, data)
+    return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves either the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a service running as another user
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint, without reading its tensors."""
+    meta, _ = _open(Path(path), with_tensors=False)
+    return meta
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, device: torch.device | str = "cpu", with_training_state: bool = False
+) -> Checkpoint:
+    """Rebuild the networks from the file alone, in float32 and eval mode."""
+    path = Path(path)
+    meta, tensors = _open(path, with_tensors=True)
+    try:
+        latent = LatentSpec.from_dict(meta["latent"])
+        arch = ArchConfig.from_dict(meta["arch"])
+        generator, discriminator = build_networks(latent, arch)  # torch rejects e.g. negative widths
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: invalid latent spec or architecture in metadata: {error}") from error
+
+    for prefix, module in (("generator", generator), ("discriminator", discriminator)):
+        state = {k.removeprefix(f"{prefix}."): v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
+        _load_weights(path, prefix, module, state)
+        module.to(device).eval()
+
+    training = None
+    if with_training_state:
+        if "optimizers" not in meta:
+            raise CheckpointError(f"{path}: holds no training state (a serving checkpoint cannot be resumed)")
+        try:
+            optimizers = {
+                name: _unflatten_optimizer(groups, tensors, f"optimizer.{name}")
+                for name, groups in meta["optimizers"].items()
+            }
+        except (AttributeError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: invalid optimizer state in metadata: {error}") from error
+        training = TrainingState(optimizers=optimizers)
+
+    extra = {k: v for k, v in meta.items() if k not in ("format", "latent", "arch", "optimizers")}
+    return Checkpoint(latent, arch, generator, discriminator, extra, training)
+
+
+def _open(path: Path, *, with_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()} if with_tensors else {}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {error}") from error
+    if METADATA_KEY not in header:
+        raise CheckpointError(f"{path}: safetensors file without InfoGAN metadata (key {METADATA_KEY!r})")
+    try:
+        meta = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: metadata is not valid JSON: {error}") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}: unsupported checkpoint format {found!r}, expected {FORMAT!r}")
+    return meta, tensors
+
+
+def _load_weights(path: Path, prefix: str, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: {prefix} weights do not match the architecture in the metadata "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    for key, value in state.items():
+        if value.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{path}: {prefix}.{key} has shape {tuple(value.shape)}, "
+                f"the architecture in the metadata needs {tuple(expected[key].shape)}"
+            )
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def _flatten_optimizer(state_dict: dict[str, Any], prefix: str) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Split an optimizer state_dict into JSON (param groups) and named tensors (per-param state)."""
+    tensors = {}
+    for index, param_state in state_dict["state"].items():
+        for key, value in param_state.items():
+            tensors[f"{prefix}.{index}.{key}"] = torch.as_tensor(value).contiguous()
+    return state_dict["param_groups"], tensors
+
+
+def _unflatten_optimizer(param_groups: Any, tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, Any]:
+    if not isinstance(param_groups, list) or not all(isinstance(group, dict) for group in param_groups):
+        raise ValueError(f"{prefix}: param_groups must be a list of objects")
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(f"{prefix}."):
+            index, key = name.removeprefix(f"{prefix}.").split(".", 1)
+            state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": param_groups}

@@ -1,0 +1,111 @@
+"""Generator, discriminator and the Q head: the InfoGAN MNIST architecture.
+
+Architecture from the paper's appendix (https://arxiv.org/abs/1606.03657, table 1). Q shares
+the discriminator's convolutional body and adds a small head, so estimating I(c; G(z, c)) costs
+almost nothing on top of the GAN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    name: str = "infogan-mnist"
+    image_channels: int = 1
+    image_size: int = 28  # two stride-2 up-convolutions, so it must be divisible by 4
+    g_fc: int = 1024  # generator's first fully connected layer
+    g_conv: int = 128  # channels of the 7x7 feature map; the up-conv halves it
+    d_conv: int = 64  # discriminator's first conv; the second doubles it
+    d_fc: int = 1024  # discriminator's fully connected layer, the shared body's output
+    q_fc: int = 128  # Q head's hidden layer
+    leaky_slope: float = 0.1  # the paper's leaky ReLU slope
+
+    def __post_init__(self) -> None:
+        if self.image_size % 4:
+            raise ValueError(f"image_size must be divisible by 4, got {self.image_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArchConfig:
+        return cls(**data)
+
+
+class Generator(nn.Module):
+    """G(z, c): FC 1024-BN-ReLU, FC 7x7x128-BN-ReLU, up-conv 64-BN-ReLU, up-conv to image, tanh."""
+
+    def __init__(self, *, input_dim: int, arch: ArchConfig) -> None:
+        super().__init__()
+        self.arch = arch
+        side = arch.image_size // 4
+        self.fc = nn.Sequential(
+            nn.Linear(input_dim, arch.g_fc, bias=False),
+            nn.BatchNorm1d(arch.g_fc),
+            nn.ReLU(),
+            nn.Linear(arch.g_fc, arch.g_conv * side * side, bias=False),
+            nn.BatchNorm1d(arch.g_conv * side * side),
+            nn.ReLU(),
+            nn.Unflatten(1, (arch.g_conv, side, side)),
+        )
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(arch.g_conv, arch.g_conv // 2, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(arch.g_conv // 2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(arch.g_conv // 2, arch.image_channels, 4, stride=2, padding=1),
+            nn.Tanh(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.deconv(self.fc(x))  # (B, input_dim) -> (B, C, H, W) in [-1, 1]
+
+
+class Discriminator(nn.Module):
+    """D and Q in one module: a shared body, a real/fake head and the Q head.
+
+    `forward` returns both heads because every training step needs both on the same images;
+    `encode` runs the body and Q only, which is what serving needs.
+    """
+
+    def __init__(self, *, q_output_dim: int, arch: ArchConfig) -> None:
+        super().__init__()
+        self.arch = arch
+        side = arch.image_size // 4
+        slope = arch.leaky_slope
+        self.body = nn.Sequential(
+            nn.Conv2d(arch.image_channels, arch.d_conv, 4, stride=2, padding=1),
+            nn.LeakyReLU(slope),
+            nn.Conv2d(arch.d_conv, arch.d_conv * 2, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(arch.d_conv * 2),
+            nn.LeakyReLU(slope),
+            nn.Flatten(),
+            nn.Linear(arch.d_conv * 2 * side * side, arch.d_fc, bias=False),
+            nn.BatchNorm1d(arch.d_fc),
+            nn.LeakyReLU(slope),
+        )
+        self.d_head = nn.Linear(arch.d_fc, 1)
+        self.q_head = nn.Sequential(
+            nn.Linear(arch.d_fc, arch.q_fc, bias=False),
+            nn.BatchNorm1d(arch.q_fc),
+            nn.LeakyReLU(slope),
+            nn.Linear(arch.q_fc, q_output_dim),
+        )
+
+    def forward(self, images: torch.Tensor, *, detach_q: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (real/fake logits (B,), Q parameters (B, q_output_dim)).
+
+        `detach_q` stops Q's gradient at the shared body, for the ablation where the information
+        term trains the Q head only."""
+        features = self.body(images)  # (B, d_fc)
+        q_input = features.detach() if detach_q else features
+        return self.d_head(features).squeeze(1), self.q_head(q_input)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Q's parameters for images in [-1, 1]: (B, q_output_dim)."""
+        return self.q_head(self.body(images))

@@ -1,0 +1,81 @@
+"""The InfoGAN losses against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from models.latent import CategoricalCode, ContinuousCode, LatentBatch, LatentSpec
+from training.losses import LOG_STD_LIMIT, discriminator_loss, generator_loss, information_loss
+
+SPEC = LatentSpec(noise_dim=0, categorical=(CategoricalCode(3),), continuous=(ContinuousCode(),))
+
+
+def codes(category: int, value: float) -> LatentBatch:
+    return LatentBatch(torch.zeros(1, 0), torch.tensor([[category]]), torch.tensor([[value]]))
+
+
+def q_output(logits: list[float], mean: float, log_std: float) -> torch.Tensor:
+    return torch.tensor([[*logits, mean, log_std]])
+
+
+@pytest.mark.parametrize(
+    ("real", "fake", "expected"),
+    [
+        (0.0, 0.0, 2 * math.log(2)),  # D undecided: log 2 for each half
+        (2.0, -1.0, math.log1p(math.exp(-2)) + math.log1p(math.exp(-1))),
+        (-3.0, 4.0, math.log1p(math.exp(3)) + math.log1p(math.exp(4))),  # D fooled both ways
+    ],
+)
+def test_discriminator_loss_is_binary_cross_entropy_on_logits(real, fake, expected):
+    loss = discriminator_loss(torch.tensor([real]), torch.tensor([fake]))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_generator_loss_is_non_saturating():
+    # -log sigmoid(l): large when D rejects the fake confidently, where log(1 - D) would be flat.
+    loss = generator_loss(torch.tensor([-5.0, 0.0]))
+    assert loss.item() == pytest.approx((math.log1p(math.exp(5)) + math.log(2)) / 2, rel=1e-6)
+
+
+def test_categorical_term_is_cross_entropy_of_raw_logits():
+    logits = [1.0, 2.0, 0.5]
+    loss = information_loss(SPEC, q_output(logits, 0.0, 0.0), codes(1, 0.0))
+    log_partition = math.log(sum(math.exp(v) for v in logits))
+    assert loss.categorical.item() == pytest.approx(log_partition - 2.0, rel=1e-6)
+
+
+def test_continuous_term_is_gaussian_negative_log_likelihood_with_learned_std():
+    loss = information_loss(SPEC, q_output([0, 0, 0], 0.5, math.log(0.5)), codes(0, 1.5))
+    # x = 1.5, mu = 0.5, sigma = 0.5: 0.5 * (1 / 0.5)^2 + log 0.5 + 0.5 log(2 pi)
+    expected = 0.5 * 4.0 + math.log(0.5) + 0.5 * math.log(2 * math.pi)
+    assert loss.continuous.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_fixed_std_gives_half_squared_error():
+    loss = information_loss(SPEC, q_output([0, 0, 0], 0.5, 3.0), codes(0, -1.5), learn_std=False)
+    assert loss.continuous.item() == pytest.approx(0.5 * 2.0**2, rel=1e-6)
+
+
+def test_learned_log_std_is_clamped():
+    # A log-std of -50 would make the NLL explode to ~e^100; the clamp bounds it.
+    loss = information_loss(SPEC, q_output([0, 0, 0], 0.0, -50.0), codes(0, 1.0))
+    expected = 0.5 * math.exp(2 * LOG_STD_LIMIT) - LOG_STD_LIMIT + 0.5 * math.log(2 * math.pi)
+    assert loss.continuous.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_weighted_sum_uses_each_weight_for_its_own_term():
+    loss = information_loss(SPEC, q_output([0, 0, 0], 0.0, 0.0), codes(0, 1.0))
+    weighted = loss.weighted(lambda_cat=1.0, lambda_cont=0.1)
+    assert weighted.item() == pytest.approx(loss.categorical.item() + 0.1 * loss.continuous.item(), rel=1e-6)
+
+
+def test_terms_sum_over_codes_and_average_over_the_batch():
+    spec = LatentSpec(
+        noise_dim=0, categorical=(CategoricalCode(2), CategoricalCode(2)), continuous=(ContinuousCode(),) * 2
+    )
+    q_out = torch.zeros(4, spec.q_output_dim)  # uniform logits, mean 0, std 1
+    batch = LatentBatch(torch.zeros(4, 0), torch.zeros(4, 2, dtype=torch.long), torch.ones(4, 2))
+    loss = information_loss(spec, q_out, batch)
+    assert loss.categorical.item() == pytest.approx(2 * math.log(2), rel=1e-6)
+    assert loss.continuous.item() == pytest.approx(2 * (0.5 + 0.5 * math.log(2 * math.pi)), rel=1e-6)

@@ -1,0 +1,120 @@
+"""Specification of models.networks: shapes, output range, the Q head and its gradient path."""
+
+import pytest
+import torch
+
+from models.latent import LatentSpec
+from models.networks import ArchConfig, Discriminator, Generator
+
+SPEC = LatentSpec()
+TINY = ArchConfig(name="tiny", g_fc=32, g_conv=16, d_conv=8, d_fc=32, q_fc=16)
+# Colour images of another size, to show nothing assumes 1x28x28.
+TINY_RGB = ArchConfig(name="tiny-rgb", image_channels=3, image_size=12, g_fc=32, g_conv=16, d_conv=8, d_fc=32, q_fc=16)
+
+ARCHS = [
+    pytest.param(ArchConfig(), id="paper-default"),
+    pytest.param(TINY, id="tiny"),
+    pytest.param(TINY_RGB, id="tiny-rgb-12px"),
+]
+
+
+def networks(arch: ArchConfig) -> tuple[Generator, Discriminator]:
+    torch.manual_seed(0)
+    return Generator(input_dim=SPEC.input_dim, arch=arch), Discriminator(q_output_dim=SPEC.q_output_dim, arch=arch)
+
+
+def latent_input(batch_size: int) -> torch.Tensor:
+    return SPEC.build_input(SPEC.sample(batch_size, generator=torch.Generator().manual_seed(0)))
+
+
+def images(arch: ArchConfig, batch_size: int) -> torch.Tensor:
+    shape = (batch_size, arch.image_channels, arch.image_size, arch.image_size)
+    return torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_generator_maps_latent_input_to_images(arch: ArchConfig) -> None:
+    generator, _ = networks(arch)
+
+    out = generator(latent_input(4))
+
+    assert out.shape == (4, arch.image_channels, arch.image_size, arch.image_size)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_discriminator_returns_one_logit_and_q_parameters_per_image(arch: ArchConfig) -> None:
+    _, discriminator = networks(arch)
+
+    logits, q = discriminator(images(arch, 4))
+
+    assert logits.shape == (4,)
+    assert q.shape == (4, SPEC.q_output_dim)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_encode_returns_q_parameters_per_image(arch: ArchConfig) -> None:
+    _, discriminator = networks(arch)
+
+    assert discriminator.encode(images(arch, 4)).shape == (4, SPEC.q_output_dim)
+
+
+def test_generator_output_stays_within_minus_one_and_one() -> None:
+    generator, _ = networks(TINY)
+    generator.eval()
+
+    # Large inputs drive the last layer into saturation, where a missing tanh would show.
+    out = generator(latent_input(16) * 100)
+
+    assert out.min() >= -1.0 and out.max() <= 1.0
+
+
+def test_encode_equals_the_q_half_of_forward_in_eval_mode() -> None:
+    _, discriminator = networks(TINY)
+    discriminator.eval()
+    x = images(TINY, 5)
+
+    _, q = discriminator(x)
+
+    torch.testing.assert_close(discriminator.encode(x), q)
+
+
+def q_only_backward(discriminator: Discriminator, *, detach_q: bool) -> None:
+    discriminator.train()
+    discriminator.zero_grad(set_to_none=True)
+    _, q = discriminator(images(TINY, 4), detach_q=detach_q)
+    q.square().sum().backward()
+
+
+def test_detach_q_stops_q_gradient_at_the_shared_body() -> None:
+    _, discriminator = networks(TINY)
+
+    q_only_backward(discriminator, detach_q=True)
+
+    assert all(p.grad is None or not p.grad.any() for p in discriminator.body.parameters())
+    # The Q head itself still learns.
+    assert all(p.grad is not None and p.grad.any() for p in discriminator.q_head.parameters())
+
+
+def test_without_detach_q_the_q_gradient_reaches_the_shared_body() -> None:
+    _, discriminator = networks(TINY)
+
+    q_only_backward(discriminator, detach_q=False)
+
+    assert all(p.grad is not None and p.grad.any() for p in discriminator.body.parameters())
+
+
+@pytest.mark.parametrize(
+    "image_size",
+    [
+        30,  # even but not divisible by 4: the second up-convolution would not land on it
+        27,  # odd
+        2,  # smaller than one 4x4 step
+    ],
+)
+def test_image_size_not_divisible_by_four_is_rejected(image_size: int) -> None:
+    with pytest.raises(ValueError, match=f"image_size must be divisible by 4, got {image_size}"):
+        ArchConfig(image_size=image_size)
+
+
+def test_arch_config_round_trips_through_dict() -> None:
+    assert ArchConfig.from_dict(TINY_RGB.to_dict()) == TINY_RGB

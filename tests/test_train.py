@@ -1,0 +1,165 @@
+"""The training loop: it learns, it resumes exactly, it runs distributed, its CLI refuses bad input."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint, read_metadata
+from models.latent import LatentSpec
+from models.networks import ArchConfig
+from training.train import TrainConfig, main, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ArchConfig(g_fc=64, g_conv=32, d_conv=16, d_fc=64, q_fc=32)
+SMALL_FLAGS = ["--g-fc", "64", "--g-conv", "32", "--d-conv", "16", "--d-fc", "64", "--q-fc", "32"]
+# One thread and fp32 make CPU kernels bitwise reproducible between processes.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def small_config(out_dir: Path, **changes) -> TrainConfig:
+    config = TrainConfig(
+        dataset="synthetic",
+        out_dir=str(out_dir),
+        steps=20,
+        batch_size=32,
+        precision="fp32",
+        log_every=5,
+        sample_every=10,
+        checkpoint_every=10,
+        latent=LatentSpec(noise_dim=16),
+        arch=SMALL,
+    )
+    return dataclasses.replace(config, **changes)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    checkpoint = load_checkpoint(path)
+    return {
+        **{f"g.{k}": v for k, v in checkpoint.generator.state_dict().items()},
+        **{f"d.{k}": v for k, v in checkpoint.discriminator.state_dict().items()},
+    }
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    differing = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differing, f"weights differ: {differing[:5]}"
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "training.train", *args]
+    return subprocess.run(command, cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True, **kwargs)
+
+
+@torch.no_grad()
+def code_recovery(checkpoint_path: Path) -> float:
+    """How often Q's categorical argmax on G(z, c) equals the c that made the image."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    codes = checkpoint.latent.sample(1000, torch.Generator().manual_seed(123))
+    images = checkpoint.generator(checkpoint.latent.build_input(codes))
+    logits, _, _ = checkpoint.latent.split_q_output(checkpoint.discriminator.encode(images))
+    return (logits[0].argmax(dim=1) == codes.c_cat[:, 0]).float().mean().item()
+
+
+def test_a_short_run_on_synthetic_data_teaches_q_to_recover_the_categorical_code(tmp_path):
+    before = code_recovery(train(small_config(tmp_path / "untrained", steps=1)))
+    after = code_recovery(train(small_config(tmp_path / "trained", steps=150, batch_size=64)))
+    assert before < 0.3  # chance is 0.1 for 10 categories
+    assert after > 0.8
+
+
+def test_a_run_folder_holds_config_log_samples_and_a_checkpoint_with_metadata(tmp_path):
+    path = train(small_config(tmp_path, steps=10, eval_every=5))
+    assert TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text())) == small_config(
+        tmp_path, steps=10, eval_every=5
+    )
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss_d" in r] == [5, 10]
+    assert [r["step"] for r in records if "categorical_accuracy" in r] == [5, 10]
+    assert (tmp_path / "samples" / "step_0000010.png").read_bytes().startswith(b"\x89PNG")
+    meta = read_metadata(path)
+    assert meta["step"] == 10
+    assert meta["dataset"] == "synthetic"
+    assert 0 <= meta["metrics"]["categorical_accuracy"] <= 1
+    assert sorted(int(label) for label in meta["category_labels"]) == list(range(10))
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
+    common = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--noise-dim", "16", *SMALL_FLAGS]
+    common += ["--checkpoint-every", "5", "--eval-every", "1000", "--sample-every", "1000"]
+
+    # A run far too long to finish, killed without warning once it has checkpointed.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training.train", *common, "--steps", "100000", "--out", str(interrupted)],
+        cwd=ROOT,
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint = interrupted / "checkpoint.safetensors"
+    deadline = time.monotonic() + 120
+    while not (checkpoint.exists() and read_metadata(checkpoint)["step"] >= 10):
+        assert process.poll() is None and time.monotonic() < deadline, "the run never checkpointed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = read_metadata(checkpoint)["step"]
+    assert killed_at < 100000
+
+    total = str(killed_at + 12)  # resume and go past the kill, across checkpoints
+    resumed = run_cli("--resume", "--out", str(interrupted), "--steps", total, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = run_cli(*common, "--steps", total, "--out", str(uninterrupted), timeout=300)
+    assert straight.returncode == 0, straight.stderr
+
+    assert read_metadata(checkpoint)["step"] == int(total)
+    assert_same_weights(weights(checkpoint), weights(uninterrupted / "checkpoint.safetensors"))
+
+
+def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command += [str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert_same_weights(rank0, rank1)
+    initial = torch.load(tmp_path / "initial.pt", weights_only=True)
+    assert any(not torch.equal(initial[k], rank0[k]) for k in initial), "training changed nothing"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size: must be a positive integer"),
+        (["--epochs", "-3"], "--epochs: must be a positive integer"),
+        (["--steps", "ten"], "--steps: invalid"),
+        (["--dataset", "cifar"], "--dataset: invalid choice: 'cifar'"),
+        (["--precision", "fp8"], "--precision: invalid choice"),
+        (["--lr-g", "nan"], "--lr-g: must be a positive number"),
+        (["--lambda-cont", "-1"], "--lambda-cont: must be a finite number >= 0"),
+        (["--categorical", "1"], "at least 2 categories"),  # a one-way "code" carries no information
+        (["--resume", "--out", "/nonexistent/run"], "is '/nonexistent/run' a run folder?"),
+        (["--dataset", "synthetic", "--batch-size", "100000", "--steps", "1"], "exceeds the data set"),
+    ],
+)
+def test_cli_rejects_bad_arguments_with_a_message_and_exit_code_2(args, message, tmp_path):
+    result = run_cli(*args, *([] if "--out" in args else ["--out", str(tmp_path)]), timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys):
+    assert main(["--dry-run", "--dataset", "synthetic", "--epochs", "3", "--out", str(tmp_path / "run")]) == 0
+    config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
+    assert (config.dataset, config.epochs, config.latent) == ("synthetic", 3, LatentSpec())
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,1 @@
+"""Training InfoGAN: data sets, losses, the training loop and its CLI, evaluation."""
