@@ -46,6 +46,7 @@ class Checkpoint:
     discriminator: Discriminator  # body + real/fake head + Q head
     meta: dict[str, Any] = field(default_factory=dict)  # dataset, step, metrics, config, labels
     training: TrainingState | None = None
+    stored_dtype: torch.dtype = torch.float32  # of the weights in the file; loaded ones are float32
 
 
 def build_networks(latent: LatentSpec, arch: ArchConfig) -> tuple[Generator, Discriminator]:
@@ -149,7 +150,8 @@ def load_checkpoint(
         training = TrainingState(optimizers=optimizers)
 
     extra = {k: v for k, v in meta.items() if k not in ("format", "latent", "arch", "optimizers")}
-    return Checkpoint(latent, arch, generator, discriminator, extra, training)
+    stored_dtype = next(v.dtype for k, v in tensors.items() if k.startswith("generator.") and v.is_floating_point())
+    return Checkpoint(latent, arch, generator, discriminator, extra, training, stored_dtype)
 
 
 def _open(path: Path, *, with_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

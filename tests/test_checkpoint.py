@@ -175,6 +175,13 @@ def test_fp16_save_loads_as_float32_with_outputs_close_to_fp32(tmp_path: Path) -
         )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_a_loaded_checkpoint_remembers_the_dtype_it_was_stored_in(tmp_path: Path, dtype: torch.dtype) -> None:
+    path = save_checkpoint(tmp_path / "model.safetensors", make_checkpoint(), dtype=dtype)
+
+    assert load_checkpoint(path).stored_dtype == dtype
+
+
 # --- training state ---------------------------------------------------------------------------
 
 

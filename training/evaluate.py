@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from scipy.linalg import eigh, eigvalsh
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import spearmanr
@@ -284,15 +283,6 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _stored_dtype(path: Path) -> torch.dtype:
-    """The dtype of a checkpoint's generator weights (load_checkpoint always gives float32), so
-    that rewriting the file with its metrics keeps a float16 serving file float16."""
-    with safe_open(str(path), framework="pt") as handle:
-        names = handle.keys()  # a safe_open handle is not iterable
-        name = next(key for key in names if key.startswith("generator.") and key.endswith(".weight"))
-        return handle.get_tensor(name).dtype
-
-
 def _version(path: Path) -> tuple[int, int, int] | None:
     """Which file `path` is now: an atomic rewrite changes the inode, any write the mtime."""
     try:
@@ -321,7 +311,6 @@ def main(argv: list[str] | None = None) -> int:
         # A training checkpoint is loaded with its optimizer state so that writing it back keeps it resumable.
         resumable = "optimizers" in read_metadata(args.checkpoint)
         version = _version(args.checkpoint)
-        dtype = _stored_dtype(args.checkpoint)
         checkpoint = load_checkpoint(args.checkpoint, device=args.device, with_training_state=resumable)
         classifier = load_classifier(args.classifier).to(args.device)
         test = load_dataset(args.dataset or checkpoint.meta.get("dataset", "mnist"), "test")
@@ -340,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint.meta["metrics"] = {**checkpoint.meta.get("metrics", {}), **metrics}
     if "category_to_digit" in metrics:
         checkpoint.meta["category_labels"] = [str(d) if d >= 0 else "?" for d in metrics["category_to_digit"]]
-    save_checkpoint(args.checkpoint, checkpoint, dtype=dtype)
+    save_checkpoint(args.checkpoint, checkpoint, dtype=checkpoint.stored_dtype)
     print(f"wrote metrics into {args.checkpoint}")
     return 0
 
