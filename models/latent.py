@@ -57,12 +57,15 @@ class LatentBatch:
 class LatentSpec:
     # Defaults are the paper's MNIST setting: 62 noise, one 10-way code, two Unif(-1, 1) codes.
     noise_dim: int = 62
+    noise_prior: Prior = "normal"
     categorical: tuple[CategoricalCode, ...] = (CategoricalCode(10, "digit"),)
     continuous: tuple[ContinuousCode, ...] = field(default=(ContinuousCode(name="c1"), ContinuousCode(name="c2")))
 
     def __post_init__(self) -> None:
         if self.noise_dim < 0:
             raise ValueError(f"noise_dim must be >= 0, got {self.noise_dim}")
+        if self.noise_prior not in ("uniform", "normal"):
+            raise ValueError(f"noise_prior must be 'uniform' or 'normal', got {self.noise_prior!r}")
 
     @property
     def input_dim(self) -> int:
@@ -79,7 +82,7 @@ class LatentSpec:
     ) -> LatentBatch:
         """Draw a training batch from the priors (all draws on CPU so seeds give the same
         values on every device)."""
-        z = torch.randn(batch_size, self.noise_dim, generator=generator)
+        z = self._draw_noise(batch_size, generator)
         c_cat = (
             torch.stack(
                 [torch.randint(c.categories, (batch_size,), generator=generator) for c in self.categorical], dim=1
@@ -99,7 +102,12 @@ class LatentSpec:
 
     def noise(self, seed: int, batch_size: int = 1) -> torch.Tensor:
         """The noise `z` for a seed: the same seed gives the same noise everywhere."""
-        return torch.randn(batch_size, self.noise_dim, generator=torch.Generator().manual_seed(seed))
+        return self._draw_noise(batch_size, torch.Generator().manual_seed(seed))
+
+    def _draw_noise(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        if self.noise_prior == "uniform":  # Unif(-1, 1), as in the InfoGAN authors' code
+            return torch.rand(batch_size, self.noise_dim, generator=generator) * 2 - 1
+        return torch.randn(batch_size, self.noise_dim, generator=generator)
 
     def build_input(self, latent: LatentBatch) -> torch.Tensor:
         """Concatenate [z, one-hot(c_cat)..., c_cont] into the generator input (B, input_dim).
@@ -139,6 +147,7 @@ class LatentSpec:
     def from_dict(cls, data: dict[str, Any]) -> LatentSpec:
         return cls(
             noise_dim=int(data["noise_dim"]),
+            noise_prior=data.get("noise_prior", "normal"),
             categorical=tuple(CategoricalCode(**c) for c in data["categorical"]),
             continuous=tuple(
                 ContinuousCode(**{**c, "train_range": tuple(c.get("train_range", (-1.0, 1.0)))})

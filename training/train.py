@@ -345,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps")
     add("--precision", choices=("auto", "fp32", "bf16"), default=defaults.precision)
     add("--noise-dim", type=_non_negative_int, default=defaults.latent.noise_dim)
+    add("--noise-prior", choices=("uniform", "normal"), default=defaults.latent.noise_prior)
     add("--categorical", type=_positive_int, nargs="*", default=[10], help="categories per categorical code")
     add("--continuous", type=_non_negative_int, default=2, help="number of continuous codes")
     add("--continuous-prior", choices=("uniform", "normal"), default="uniform")
@@ -367,7 +368,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"latent", "arch"}
     return TrainConfig(
         **{name: getattr(args, name) for name in fields},
-        latent=LatentSpec(noise_dim=args.noise_dim, categorical=categorical, continuous=continuous),
+        latent=LatentSpec(
+            noise_dim=args.noise_dim, noise_prior=args.noise_prior, categorical=categorical, continuous=continuous
+        ),
         arch=arch,
     )
 

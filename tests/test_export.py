@@ -1,0 +1,142 @@
+"""Specification of training.export: a training checkpoint becomes a small serving one."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    TrainingState,
+    build_networks,
+    load_checkpoint,
+    save_checkpoint,
+)
+from models.latent import LatentSpec
+from models.networks import ArchConfig
+from training.export import export, main
+
+SPEC = LatentSpec()
+TINY = ArchConfig(name="tiny", g_fc=32, g_conv=16, d_conv=8, d_fc=32, q_fc=16)
+META = {
+    "dataset": "mnist",
+    "step": 42,
+    "metrics": {"categorical_accuracy": 0.9},
+    "category_labels": {"digit": ["zero", "one"]},
+}
+
+
+@pytest.fixture
+def training_checkpoint(tmp_path: Path) -> Path:
+    """A training checkpoint after one Adam step on each network, optimizer states included."""
+    torch.manual_seed(0)
+    generator, discriminator = build_networks(SPEC, TINY)
+    optimizers = {
+        "g": torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+        "d": torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+    }
+    x = SPEC.build_input(SPEC.sample(8, generator=torch.Generator().manual_seed(0)))
+    logits, q = discriminator(generator(x))
+    (logits.mean() + q.square().mean()).backward()
+    for optimizer in optimizers.values():
+        optimizer.step()
+    training = TrainingState(optimizers={name: optimizer.state_dict() for name, optimizer in optimizers.items()})
+    checkpoint = Checkpoint(SPEC, TINY, generator.eval(), discriminator.eval(), dict(META), training)
+    return save_checkpoint(tmp_path / "run" / "checkpoint.safetensors", checkpoint)
+
+
+@pytest.fixture
+def exported(training_checkpoint: Path, tmp_path: Path) -> Path:
+    return export(training_checkpoint, tmp_path / "serve" / "model.safetensors")
+
+
+def test_export_writes_the_target_and_returns_its_path(training_checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "serve" / "model.safetensors"
+
+    assert export(training_checkpoint, target) == target
+    assert target.is_file()
+
+
+def test_exported_checkpoint_has_no_training_state(exported: Path) -> None:
+    with pytest.raises(CheckpointError, match="holds no training state"):
+        load_checkpoint(exported, with_training_state=True)
+
+
+def test_export_stores_float16_by_default(exported: Path) -> None:
+    assert load_checkpoint(exported).stored_dtype == torch.float16
+
+
+def test_export_keeps_metadata(exported: Path) -> None:
+    loaded = load_checkpoint(exported)
+
+    assert loaded.meta == META
+    assert loaded.latent == SPEC
+    assert loaded.arch == TINY
+
+
+def test_exported_file_is_smaller_than_the_training_checkpoint(training_checkpoint: Path, exported: Path) -> None:
+    assert exported.stat().st_size < training_checkpoint.stat().st_size
+
+
+def test_exported_generator_draws_what_the_trained_one_drew(training_checkpoint: Path, exported: Path) -> None:
+    x = SPEC.build_input(SPEC.sample(4, generator=torch.Generator().manual_seed(1)))
+
+    with torch.no_grad():
+        expected = load_checkpoint(training_checkpoint).generator(x)
+        got = load_checkpoint(exported).generator(x)
+
+    torch.testing.assert_close(got, expected, atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("flag", "dtype"),
+    [
+        ([], torch.float16),  # the default: half the size, enough for 8-bit pictures
+        (["--dtype", "fp16"], torch.float16),
+        (["--dtype", "bf16"], torch.bfloat16),
+        (["--dtype", "fp32"], torch.float32),  # optimizer state dropped, weights unchanged
+    ],
+)
+def test_main_stores_the_requested_dtype(
+    training_checkpoint: Path, tmp_path: Path, flag: list[str], dtype: torch.dtype
+) -> None:
+    target = tmp_path / "model.safetensors"
+
+    assert main([str(training_checkpoint), str(target), *flag]) == 0
+
+    assert load_checkpoint(target).stored_dtype == dtype
+
+
+def test_main_reports_the_written_file(
+    training_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "model.safetensors"
+
+    main([str(training_checkpoint), str(target)])
+
+    assert f"wrote {target}" in capsys.readouterr().out
+
+
+def test_main_on_a_missing_source_exits_2_naming_it_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "absent.safetensors"
+
+    code = main([str(missing), str(tmp_path / "model.safetensors")])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(missing) in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_main_rejects_an_unknown_dtype(
+    training_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main([str(training_checkpoint), str(tmp_path / "model.safetensors"), "--dtype", "int8"])
+
+    assert raised.value.code == 2
+    assert "--dtype" in capsys.readouterr().err
