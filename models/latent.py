@@ -56,8 +56,10 @@ class LatentBatch:
 @dataclass(frozen=True)
 class LatentSpec:
     # Defaults are the paper's MNIST setting: 62 noise, one 10-way code, two Unif(-1, 1) codes.
+    # Noise is Unif(-1, 1) as in the authors' code: on MNIST the categorical code then learns
+    # the digit more than twice as fast as with N(0, 1) noise (README, "Choices").
     noise_dim: int = 62
-    noise_prior: Prior = "normal"
+    noise_prior: Prior = "uniform"
     categorical: tuple[CategoricalCode, ...] = (CategoricalCode(10, "digit"),)
     continuous: tuple[ContinuousCode, ...] = field(default=(ContinuousCode(name="c1"), ContinuousCode(name="c2")))
 
@@ -147,7 +149,7 @@ class LatentSpec:
     def from_dict(cls, data: dict[str, Any]) -> LatentSpec:
         return cls(
             noise_dim=int(data["noise_dim"]),
-            noise_prior=data.get("noise_prior", "normal"),
+            noise_prior=data.get("noise_prior", "uniform"),
             categorical=tuple(CategoricalCode(**c) for c in data["categorical"]),
             continuous=tuple(
                 ContinuousCode(**{**c, "train_range": tuple(c.get("train_range", (-1.0, 1.0)))})

@@ -56,8 +56,8 @@ class TrainConfig:
     beta1: float = 0.5  # DCGAN's Adam momentum, also the paper's
     beta2: float = 0.999
     lambda_cat: float = 1.0  # paper: 1 for discrete codes
-    lambda_cont: float = 0.1  # paper: smaller for continuous codes, whose NLL has a larger scale
-    learn_std: bool = True  # Q predicts a std per continuous code; False gives plain squared error
+    lambda_cont: float = 1.0  # with a fixed std this is half the squared error, already small
+    learn_std: bool = False  # fixed unit std, as the authors' code; True: Q also predicts a std
     info_trains_body: bool = True  # L_I also updates D's shared body, not only the Q head
     seed: int = 0
     device: str = "auto"  # auto: cuda, then mps, then cpu
@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--beta2", type=float, default=defaults.beta2)
     add("--lambda-cat", type=_non_negative_float, default=defaults.lambda_cat)
     add("--lambda-cont", type=_non_negative_float, default=defaults.lambda_cont)
-    add("--fixed-std", dest="learn_std", action="store_false", help="continuous codes: squared error")
+    add("--learn-std", action="store_true", help="Q predicts a std per continuous code (default: fixed)")
     add("--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head")
     add("--seed", type=int, default=defaults.seed)
     add("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps")
