@@ -1,7 +1,6 @@
 # The front door: `make run` and `make test` each set up .venv themselves.
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-PRETRAINED := models/pretrained/mnist.safetensors
 
 .PHONY: install run test lint format clean
 
@@ -14,8 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-run: install  ## sample grids from the shipped model into samples/ (the web explorer comes next)
-	$(PYTHON) -m models.sample $(PRETRAINED) --out samples
+run: install  ## serve the explorer (page, REST API, /docs) on http://127.0.0.1:8000
+	$(PYTHON) -m uvicorn backend.app:app --host 127.0.0.1 --port 8000
 
 test: install
 	$(PYTHON) -m pytest

@@ -1,0 +1,74 @@
+"""The checkpoints a service serves: every *.safetensors in its folders, loaded through models/.
+
+Names are file stems and are only ever looked up in the loaded dict, so no request can turn a
+name into a path. A file that fails to load is logged and reported, never fatal for the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from backend.schemas import CheckpointInfo
+from models import Checkpoint, CheckpointError, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    path: Path
+    checkpoint: Checkpoint
+    sha256: str  # of the file: part of every ETag, so a replaced file never matches old caches
+    info: CheckpointInfo  # its /api/checkpoints entry
+
+
+@dataclass
+class Registry:
+    models: dict[str, Model] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)  # {"file", "error"} per skipped file
+
+
+def load_registry(folders: tuple[Path, ...], device: torch.device) -> Registry:
+    registry = Registry()
+    for folder in folders:
+        if not folder.is_dir():
+            registry.errors.append({"file": str(folder), "error": "no such folder"})
+            continue
+        for path in sorted(folder.glob("*.safetensors")):
+            if path.stem in registry.models:
+                taken = registry.models[path.stem].path
+                registry.errors.append({"file": str(path), "error": f"name {path.stem!r} is taken by {taken}"})
+                continue
+            try:
+                checkpoint = load_checkpoint(path, device=device)
+                sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+                info = describe(path.stem, checkpoint, sha256)  # odd metadata fails here, not in a request
+            except Exception as error:  # any broken file is skipped, whatever the library raised
+                log.warning("skipping %s: %s", path, error, exc_info=not isinstance(error, CheckpointError))
+                registry.errors.append({"file": str(path), "error": str(error) or type(error).__name__})
+                continue
+            registry.models[path.stem] = Model(path.stem, path, checkpoint, sha256, info)
+            log.info("loaded checkpoint %r from %s", path.stem, path)
+    return registry
+
+
+def describe(name: str, checkpoint: Checkpoint, sha256: str) -> CheckpointInfo:
+    """The /api/checkpoints entry (DESIGN.md, "REST API"), plus fields the page may use."""
+    meta, arch = checkpoint.meta, checkpoint.arch
+    labels = meta.get("category_labels")
+    return CheckpointInfo(
+        name=name,
+        dataset=meta.get("dataset"),
+        image={"channels": arch.image_channels, "height": arch.image_size, "width": arch.image_size},
+        latent=checkpoint.latent.to_dict(),
+        metrics=meta.get("metrics", {}),
+        category_labels=labels if isinstance(labels, list) else None,  # a list for the first code
+        step=meta.get("step"),
+        sha256=sha256,
+    )

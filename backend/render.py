@@ -1,0 +1,50 @@
+"""Generator pixels to answer bytes (PNG, grid PNG, GIF) and the ETag that names them.
+
+Pure functions: the same picture gives the same bytes, which is what lets the ETag be computed
+from the request alone, before any inference. Never imports FastAPI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+
+from backend.latents import GRID_PAD, Picture
+from models.render import png_bytes, tile
+
+RENDER_VERSION = 1  # bump when the same request would give different bytes
+MEDIA_TYPES = {"image": "image/png", "grid": "image/png", "gif": "image/gif"}
+
+
+def etag(picture: Picture) -> str:
+    """A strong validator: the picture's canonical request (checkpoint sha256 included), plus what
+    else decides its bits: this module's version, torch's and the device type."""
+    device = next(picture.model.checkpoint.generator.parameters()).device.type
+    text = f"{RENDER_VERSION}|{torch.__version__}|{device}|{picture.key}"
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+
+
+def render(picture: Picture, pixels: np.ndarray) -> bytes:
+    """Bytes for `pixels` (rows * cols, H, W, C) uint8, laid out as `picture` says."""
+    if picture.kind == "image":
+        return png_bytes(pixels[0], scale=picture.scale)
+    if picture.kind == "grid":
+        return png_bytes(tile(pixels, rows=picture.rows, cols=picture.cols, pad=GRID_PAD), scale=picture.scale)
+    return gif_bytes(pixels, scale=picture.scale, duration_ms=picture.duration_ms, bounce=picture.bounce)
+
+
+def gif_bytes(pixels: np.ndarray, *, scale: int, duration_ms: int, bounce: bool) -> bytes:
+    """(frames, H, W, C) uint8 -> a looping GIF; `bounce` plays the frames forward then back."""
+    frames = []
+    for frame in pixels:
+        frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)  # nearest neighbour, as in png_bytes
+        frames.append(Image.fromarray(frame[:, :, 0] if frame.shape[2] == 1 else frame))
+    if bounce:
+        frames += frames[-2:0:-1]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()

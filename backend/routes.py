@@ -1,0 +1,126 @@
+"""The HTTP routes: each parses, hands the work to latents/inference/render/encode, and answers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from backend import encode as encoding
+from backend.inference import encode_images
+from backend.latents import Picture, choose_model, gif_picture, grid_picture, image_picture
+from backend.render import MEDIA_TYPES, etag, render
+from backend.schemas import CheckpointInfo, EncodeResponse, GenerateRequest, GifRequest, GridRequest
+from backend.service import Service
+
+# The bytes are a pure function of the request and the checkpoint file (whose sha256 is in the
+# ETag), so caches may keep them for good.
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
+GIF = {200: {"content": {"image/gif": {}}, "description": "animated GIF"}}
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the image itself as the body (not multipart); any size, grey or colour",
+        "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in encoding.CONTENT_TYPES},
+    }
+}
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+async def json_only(request: Request) -> None:
+    """A body must be JSON: FastAPI alone would call any other body a 422 on its shape."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if await request.body() and media_type != "application/json":
+        raise HTTPException(415, "Content-Type must be application/json")
+
+
+@router.get("/api/checkpoints", response_model=list[CheckpointInfo])
+async def checkpoints(service: ServiceDep) -> list[CheckpointInfo]:
+    """The loaded checkpoints and their latent specs, first one first (the default)."""
+    return [model.info for model in service.registry.models.values()]
+
+
+@router.get("/healthz")
+async def healthz(service: ServiceDep) -> JSONResponse:
+    """200 while at least one checkpoint is served, else 503; both list the files that failed."""
+    status, body = service.health()
+    return JSONResponse(body, status_code=status)
+
+
+@router.post("/generate", response_class=Response, responses=PNG, dependencies=[Depends(json_only)])
+async def generate(service: ServiceDep, request: Request, body: GenerateRequest | None = None) -> Response:
+    """One image as PNG; every field is optional. The same body always answers the same bytes."""
+    body = body or GenerateRequest()
+    model = choose_model(service.registry, body.checkpoint)
+    return await _answer(service, image_picture(body, model, service.settings), request)
+
+
+@router.get("/generate", response_class=Response, responses=PNG)
+async def generate_get(service: ServiceDep, request: Request, query: Annotated[GenerateRequest, Query()]) -> Response:
+    """`POST /generate` as a URL (lists as repeated parameters), for `<img src>` and HTTP caches."""
+    model = choose_model(service.registry, query.checkpoint, where="query")
+    return await _answer(service, image_picture(query, model, service.settings, where="query"), request)
+
+
+@router.post("/generate/grid", response_class=Response, responses=PNG, dependencies=[Depends(json_only)])
+async def generate_grid(service: ServiceDep, request: Request, body: GridRequest | None = None) -> Response:
+    """Rows of noise seeds x columns of one code's values, as PNG: the paper's figure 2.
+    Default: seeds 0..9 x the first continuous code from -2 to 2 in 9 steps."""
+    body = body or GridRequest()
+    model = choose_model(service.registry, body.checkpoint)
+    return await _answer(service, grid_picture(body, model, service.settings), request)
+
+
+@router.post("/generate/gif", response_class=Response, responses=GIF, dependencies=[Depends(json_only)])
+async def generate_gif(service: ServiceDep, request: Request, body: GifRequest | None = None) -> Response:
+    """A looping GIF that sweeps one code with everything else fixed."""
+    body = body or GifRequest()
+    model = choose_model(service.registry, body.checkpoint)
+    return await _answer(service, gif_picture(body, model, service.settings), request)
+
+
+@router.post("/encode", response_model=EncodeResponse, openapi_extra=IMAGE_BODY)
+async def encode(
+    service: ServiceDep, request: Request, checkpoint: Annotated[str | None, Query(max_length=200)] = None
+) -> EncodeResponse:
+    """Q's estimate of an image's codes: probabilities per categorical code, mean and std per
+    continuous one. Send the image as the raw body with its Content-Type."""
+    model = choose_model(service.registry, checkpoint, where="query")
+    arch, limit = model.checkpoint.arch, service.settings.max_image_pixels
+    body, content_type = await request.body(), request.headers.get("content-type", "")
+    images = await asyncio.to_thread(  # decoding a large image takes a while: off the event loop
+        encoding.prepare, body, content_type, channels=arch.image_channels, size=arch.image_size, max_pixels=limit
+    )
+    q_out = await asyncio.get_running_loop().run_in_executor(
+        service.executor, encode_images, model.checkpoint.discriminator, images, service.device
+    )
+    return encoding.estimate(model, q_out)
+
+
+async def _answer(service: Service, picture: Picture, request: Request) -> Response:
+    """The picture's bytes, or 304 when the client already holds them (If-None-Match)."""
+    tag = etag(picture)
+    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
+    if _matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers=headers)
+    pixels = await service.batchers[picture.model.name].run(picture.inputs)
+    body = await asyncio.to_thread(render, picture, pixels)
+    return Response(body, media_type=MEDIA_TYPES[picture.kind], headers=headers)
+
+
+def _matches(if_none_match: str | None, tag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = {candidate.strip().removeprefix("W/") for candidate in if_none_match.split(",")}
+    return "*" in candidates or tag in candidates

@@ -1,0 +1,120 @@
+"""Bodies of the REST API (DESIGN.md, "REST API"); requests carry the bounds that hold for any model.
+
+Checks that depend on the chosen checkpoint or on the settings (list lengths, category ranges,
+the value cap, scale and grid limits) happen in backend/latents.py and answer in the same
+422 format, naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]  # what a JavaScript number holds exactly, and torch accepts
+CHECKPOINT_FIELD = Field(None, max_length=200, description="a name from /api/checkpoints; default: the first")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FixedCodes(_Request):
+    checkpoint: str | None = CHECKPOINT_FIELD
+    categorical: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, max_length=64, description="one category index per categorical code; default: 0 each"
+    )
+    continuous: list[Finite] | None = Field(
+        None, max_length=256, description="one value per continuous code; default: 0 each; |value| <= the value cap"
+    )
+    scale: int = Field(1, ge=1, description="integer nearest-neighbour upscaling, at most the scale cap")
+
+
+class Noise(_Request):
+    seed: Seed | None = Field(None, description="noise seed (default 0); the same seed gives the same noise")
+    noise: list[Finite] | None = Field(
+        None, max_length=4096, description="an explicit noise vector of noise_dim values, instead of seed"
+    )
+
+    @model_validator(mode="after")
+    def _seed_or_noise(self) -> Self:
+        if self.seed is not None and self.noise is not None:
+            raise ValueError("give either seed or noise, not both")
+        return self
+
+
+class CodeRef(_Request):
+    kind: Literal["categorical", "continuous"]
+    index: int = Field(0, ge=0, description="which code of that kind, from 0")
+
+
+class Sweep(_Request):
+    """The code that changes along a grid row or a GIF, and its values."""
+
+    vary: CodeRef = Field(default_factory=lambda: CodeRef(kind="continuous", index=0), description="the code to sweep")
+    values: list[Finite] | None = Field(
+        None,
+        max_length=1024,
+        description="explicit values (category indices for a categorical code); "
+        "default: start..stop in steps for a continuous code, every category for a categorical one",
+    )
+    start: Finite = -2.0
+    stop: Finite = 2.0
+    steps: int = Field(9, ge=1, le=1024)
+
+
+class GenerateRequest(FixedCodes, Noise):
+    """One image: `POST /generate`, or `GET /generate` with the same fields as query parameters."""
+
+
+class GridRequest(FixedCodes, Sweep):
+    """Rows of noise seeds x columns of one code's values: the paper's figure 2."""
+
+    seeds: list[Seed] | None = Field(None, min_length=1, max_length=1024, description="one noise seed per row")
+    rows: int | None = Field(None, ge=1, le=1024, description="instead of seeds: seeds 0..rows-1; default 10")
+
+    @model_validator(mode="after")
+    def _seeds_or_rows(self) -> Self:
+        if self.seeds is not None and self.rows is not None:
+            raise ValueError("give either seeds or rows, not both")
+        return self
+
+
+class GifRequest(FixedCodes, Noise, Sweep):
+    """One noise vector, one frame per value of the swept code: an animated traversal."""
+
+    duration_ms: int = Field(100, ge=20, le=5000, description="how long each frame shows")
+    bounce: bool = Field(True, description="play the sweep forward then back, so the loop has no jump")
+
+
+class CheckpointInfo(BaseModel):
+    """One entry of `GET /api/checkpoints`; the page builds its controls from `latent`."""
+
+    name: str
+    dataset: str | None
+    image: dict[str, int]  # channels, height, width
+    latent: dict[str, Any]  # models.LatentSpec.to_dict(): noise_dim, categorical, continuous
+    metrics: dict[str, Any]
+    category_labels: list[str] | None = None  # the digit each category of the first code learned
+    step: int | None = None
+    sha256: str
+
+
+class CategoricalEstimate(BaseModel):
+    name: str | None
+    probabilities: list[float]
+    argmax: int
+    label: str | None  # category_labels[argmax] for the first code of a checkpoint that has them
+
+
+class ContinuousEstimate(BaseModel):
+    name: str | None
+    mean: float
+    std: float | None  # None unless the model was trained with --learn-std (Q then predicts a std)
+
+
+class EncodeResponse(BaseModel):
+    checkpoint: str
+    categorical: list[CategoricalEstimate]
+    continuous: list[ContinuousEstimate]

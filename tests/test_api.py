@@ -1,0 +1,225 @@
+"""Specification of the REST API (DESIGN.md, "REST API") against the app in-process."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import LABELS, REPO, serve, settings_for, write_checkpoint
+
+from models import LatentSpec
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    write_checkpoint(tmp_path / "mnist.safetensors")
+    return tmp_path
+
+
+@pytest.fixture
+async def client(folder: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(settings_for(folder)) as client:
+        yield client
+
+
+def picture(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+async def test_checkpoints_list_the_contract_fields(client: httpx.AsyncClient) -> None:
+    (entry,) = (await client.get("/api/checkpoints")).json()
+    assert entry["name"] == "mnist" and entry["dataset"] == "mnist"
+    assert entry["image"] == {"channels": 1, "height": 28, "width": 28}
+    assert entry["latent"]["noise_dim"] == 62
+    assert entry["latent"]["categorical"] == [{"name": "digit", "categories": 10}]
+    assert entry["latent"]["continuous"][0] == {"name": "c1", "prior": "uniform", "train_range": [-1.0, 1.0]}
+    assert entry["metrics"] == {"categorical_accuracy": 0.5}
+    assert entry["category_labels"] == LABELS
+
+
+async def test_healthz_names_checkpoints_and_skipped_files(folder: Path) -> None:
+    (folder / "broken.safetensors").write_bytes(b"\x00" * 20)
+    async with serve(settings_for(folder)) as client:
+        response = await client.get("/healthz")
+        assert response.status_code == 200
+        assert list(response.json()["checkpoints"]) == ["mnist"]
+        (error,) = response.json()["errors"]
+        assert error["file"].endswith("broken.safetensors") and "not a readable safetensors file" in error["error"]
+        assert [entry["name"] for entry in (await client.get("/api/checkpoints")).json()] == ["mnist"]
+
+
+async def test_without_checkpoints_healthz_is_503_and_generate_says_why(tmp_path: Path) -> None:
+    async with serve(settings_for(tmp_path)) as client:
+        health = await client.get("/healthz")
+        assert health.status_code == 503 and "no valid checkpoint" in health.json()["detail"]
+        assert (await client.get("/api/checkpoints")).json() == []
+        response = await client.post("/generate", json={})
+        assert response.status_code == 503 and "/healthz" in response.json()["detail"]
+
+
+async def test_generate_answers_a_png_upscaled_by_nearest_neighbour(client: httpx.AsyncClient) -> None:
+    small = picture(await client.post("/generate", json={"seed": 7, "categorical": [3], "continuous": [1.5, -2]}))
+    large = picture(
+        await client.post("/generate", json={"seed": 7, "categorical": [3], "continuous": [1.5, -2], "scale": 8})
+    )
+    assert small.shape == (28, 28) and large.shape == (224, 224)
+    assert np.array_equal(large, small.repeat(8, axis=0).repeat(8, axis=1))
+
+
+async def test_same_body_same_bytes_and_other_seeds_differ(client: httpx.AsyncClient) -> None:
+    first = await client.post("/generate", json={"seed": 3, "scale": 2})
+    again = await client.post("/generate", json={"seed": 3, "scale": 2})
+    other = await client.post("/generate", json={"seed": 4, "scale": 2})
+    assert first.content == again.content != other.content
+    assert first.headers["etag"] == again.headers["etag"] != other.headers["etag"]
+
+
+async def test_an_empty_body_means_all_defaults(client: httpx.AsyncClient) -> None:
+    defaults = {"seed": 0, "categorical": [0], "continuous": [0, 0], "scale": 1}
+    assert (await client.post("/generate")).content == (await client.post("/generate", json=defaults)).content
+
+
+async def test_explicit_noise_draws_what_its_seed_draws(client: httpx.AsyncClient) -> None:
+    noise = LatentSpec().noise(5)[0].tolist()
+    by_seed = await client.post("/generate", json={"seed": 5})
+    assert (await client.post("/generate", json={"noise": noise})).content == by_seed.content
+
+
+async def test_get_generate_is_the_same_picture_as_post(client: httpx.AsyncClient) -> None:
+    body = {"seed": 2, "categorical": [4], "continuous": [0.5, -1.0], "scale": 3}
+    post = await client.post("/generate", json=body)
+    get = await client.get("/generate", params=body)
+    assert get.content == post.content and get.headers["etag"] == post.headers["etag"]
+
+
+async def test_etag_revalidation_answers_304_without_a_body(client: httpx.AsyncClient) -> None:
+    first = await client.get("/generate", params={"seed": 1})
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    cached = await client.get("/generate", params={"seed": 1}, headers={"If-None-Match": first.headers["etag"]})
+    assert cached.status_code == 304 and cached.content == b"" and cached.headers["etag"] == first.headers["etag"]
+    stale = await client.get("/generate", params={"seed": 1}, headers={"If-None-Match": '"other"'})
+    assert stale.status_code == 200
+
+
+async def test_etag_changes_with_the_checkpoint_file(tmp_path: Path) -> None:
+    tags = []
+    for seed in (0, 1):
+        write_checkpoint(tmp_path / "mnist.safetensors", seed=seed)
+        async with serve(settings_for(tmp_path)) as client:
+            tags.append((await client.post("/generate", json={})).headers["etag"])
+    assert tags[0] != tags[1]
+
+
+async def test_checkpoint_is_chosen_by_name_and_defaults_to_the_first(folder: Path) -> None:
+    write_checkpoint(folder / "other.safetensors", seed=1)
+    async with serve(settings_for(folder)) as client:
+        default = await client.post("/generate", json={})
+        named = {n: await client.post("/generate", json={"checkpoint": n}) for n in ("mnist", "other")}
+        assert default.content == named["mnist"].content != named["other"].content
+
+
+async def test_several_folders_are_served_and_the_first_wins_a_name(folder: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "volume"
+    write_checkpoint(extra / "mnist.safetensors", seed=1)
+    write_checkpoint(extra / "trained.safetensors", seed=2)
+    async with serve(settings_for(folder).model_copy(update={"checkpoint_dir": (folder, extra)})) as client:
+        assert [e["name"] for e in (await client.get("/api/checkpoints")).json()] == ["mnist", "trained"]
+        (error,) = (await client.get("/healthz")).json()["errors"]
+        assert "name 'mnist' is taken" in error["error"]
+
+
+async def test_grid_is_rows_of_seeds_by_columns_of_values(client: httpx.AsyncClient) -> None:
+    grid = picture(await client.post("/generate/grid", json={"seeds": [1, 2, 3], "values": [-2, 0, 2, 1.5]}))
+    assert grid.shape == (3 * 30 + 2, 4 * 30 + 2)  # 28 px cells with 2 px between them
+    cell = picture(await client.post("/generate", json={"seed": 2, "continuous": [0, 0]}))
+    assert np.array_equal(grid[32:60, 32:60], cell)  # row 1 (seed 2), column 1 (value 0)
+
+
+async def test_grid_defaults_to_ten_seeds_by_nine_values(client: httpx.AsyncClient) -> None:
+    assert picture(await client.post("/generate/grid")).shape == (10 * 30 + 2, 9 * 30 + 2)
+
+
+async def test_grid_over_a_categorical_code_has_a_column_per_category(client: httpx.AsyncClient) -> None:
+    body = {"rows": 2, "vary": {"kind": "categorical", "index": 0}, "scale": 2}
+    assert picture(await client.post("/generate/grid", json=body)).shape == (2 * (2 * 30 + 2), 2 * (10 * 30 + 2))
+
+
+async def test_gif_bounces_through_the_sweep(client: httpx.AsyncClient) -> None:
+    response = await client.post("/generate/gif", json={"steps": 5, "scale": 2, "duration_ms": 50})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/gif"
+    gif = Image.open(io.BytesIO(response.content))
+    assert gif.size == (56, 56) and gif.n_frames <= 8  # 5 forward, 3 back; equal neighbours merge
+
+
+async def test_encode_returns_q_estimates_with_labels(client: httpx.AsyncClient) -> None:
+    digit = (await client.post("/generate", json={"seed": 3, "scale": 4})).content
+    response = await client.post("/encode", content=digit, headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["checkpoint"] == "mnist"
+    (code,) = body["categorical"]
+    assert code["name"] == "digit" and len(code["probabilities"]) == 10
+    assert abs(sum(code["probabilities"]) - 1) < 1e-4
+    assert code["argmax"] == int(np.argmax(code["probabilities"])) and code["label"] == LABELS[code["argmax"]]
+    assert [c["name"] for c in body["continuous"]] == ["c1", "c2"]
+    assert all(c["std"] is None for c in body["continuous"])  # trained with a fixed std, the default
+
+
+async def test_openapi_documents_images_and_grids(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert "image/png" in paths["/generate"]["post"]["responses"]["200"]["content"]
+    assert "image/png" in paths["/generate/grid"]["post"]["responses"]["200"]["content"]
+    assert "image/gif" in paths["/generate/gif"]["post"]["responses"]["200"]["content"]
+    assert "image/png" in paths["/encode"]["post"]["requestBody"]["content"]
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_root_redirects_to_docs_without_a_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 307 and response.headers["location"] == "/docs"
+
+
+async def test_root_serves_the_page_when_there_is_one(folder: Path, tmp_path: Path) -> None:
+    page = tmp_path / "frontend"
+    page.mkdir()
+    (page / "index.html").write_text("<h1>explorer</h1>")
+    async with serve(settings_for(folder).model_copy(update={"frontend_dir": page})) as client:
+        assert (await client.get("/")).text == "<h1>explorer</h1>"
+        assert (await client.get("/api/checkpoints")).status_code == 200
+
+
+def readme_curls() -> list[list[str]]:
+    """The curl commands of the README's Service section, continuation lines joined."""
+    section = (REPO / "README.md").read_text().split("## Service", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    return [shlex.split(line.split("  #")[0]) for line in block.splitlines() if line.startswith("curl")]
+
+
+async def test_the_readme_examples_work(client: httpx.AsyncClient) -> None:
+    digit = b""
+    for args in readme_curls():
+        path = next(arg for arg in args if arg.startswith("localhost:8000"))
+        path = path.removeprefix("localhost:8000")
+        if "-d" in args:
+            response = await client.post(path, json=json.loads(args[args.index("-d") + 1]))
+        elif "--data-binary" in args:
+            response = await client.post(path, content=digit, headers={"Content-Type": "image/png"})
+        else:
+            response = await client.get(path)
+        assert response.status_code == 200, (args, response.text)
+        digit = digit or (response.content if response.headers["content-type"] == "image/png" else b"")
