@@ -1,0 +1,130 @@
+// The REST API client (DESIGN.md, "REST API") and the live image feed that slider drags drive.
+
+/** An answer other than 2xx, or no answer at all (status 0); `message` is the service's own words. */
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(status ? `the service answered ${status}: ${message}` : message);
+    this.status = status;
+  }
+}
+
+export function isAbort(error) {
+  return error?.name === "AbortError";
+}
+
+async function call(url, options = {}) {
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (error) {
+    if (isAbort(error)) throw error;
+    throw new ApiError(0, "the service cannot be reached; is it running?");
+  }
+  if (!response.ok) throw new ApiError(response.status, await detail(response));
+  return response;
+}
+
+/** FastAPI's `detail`: a string, or a list of {loc, msg} for invalid fields. */
+async function detail(response) {
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    return response.statusText || "no details";
+  }
+  if (typeof body?.detail === "string") return body.detail;
+  if (Array.isArray(body?.detail)) return body.detail.map((item) => item.msg).join("; ");
+  return JSON.stringify(body);
+}
+
+function post(body) {
+  return { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+}
+
+export async function checkpoints() {
+  return (await call("/api/checkpoints")).json();
+}
+
+/** `GET /generate?query`: a URL, so the browser's HTTP cache answers a state seen before. */
+export async function image(query, signal) {
+  return (await call(`/generate?${query}`, { signal })).blob();
+}
+
+export async function grid(body, signal) {
+  return (await call("/generate/grid", { ...post(body), signal })).blob();
+}
+
+export async function gif(body, signal) {
+  return (await call("/generate/gif", { ...post(body), signal })).blob();
+}
+
+/** Q's estimate of an image's codes; the image goes as the raw body with its own type. */
+export async function encode(blob, checkpoint, signal) {
+  const options = { method: "POST", headers: { "Content-Type": blob.type }, body: blob, signal };
+  return (await call(`/encode?${new URLSearchParams({ checkpoint })}`, options)).json();
+}
+
+/**
+ * The main image: at most one request in flight, and the newest wanted state always ends up shown.
+ *
+ * `want(query)` while a request runs only remembers the query; when the running one has been
+ * shown, the newest remembered query goes next and those in between are skipped. So a fast drag
+ * shows a frame per round trip instead of queueing every input event, and the last position
+ * always wins. `want(query, {now: true})` (a click, a link, an encoded drawing) aborts the
+ * running request instead: its answer would be stale by the time it came. `show(url, info)`
+ * must resolve once the new picture is on screen; the old one stays until then (no flicker),
+ * and the feed revokes the object URL of the picture it replaces.
+ */
+export class ImageFeed {
+  #wanted = null;
+  #settled = null; // the query last shown or failed: nothing to do while it is the wanted one
+  #controller = null;
+  #running = false;
+  #requests = 0;
+  #shownUrl = null;
+
+  constructor({ show, onState, onError, onSuccess }) {
+    Object.assign(this, { show, onState, onError, onSuccess });
+  }
+
+  want(query, { now = false } = {}) {
+    this.#wanted = query;
+    if (query === this.#settled && !this.#running) return;
+    if (now) this.#controller?.abort();
+    if (!this.#running) this.#run();
+  }
+
+  async #run() {
+    this.#running = true;
+    while (this.#wanted !== this.#settled) {
+      const query = this.#wanted;
+      const id = ++this.#requests;
+      this.#controller = new AbortController();
+      this.onState("loading");
+      const started = performance.now();
+      try {
+        const blob = await image(query, this.#controller.signal);
+        const url = URL.createObjectURL(blob);
+        try {
+          await this.show(url, { id, query, started });
+        } catch (error) {
+          URL.revokeObjectURL(url);
+          throw error;
+        }
+        if (this.#shownUrl) URL.revokeObjectURL(this.#shownUrl);
+        this.#shownUrl = url;
+        this.#settled = query;
+        this.onSuccess();
+      } catch (error) {
+        if (isAbort(error)) continue; // a newer state took over; the loop fetches it
+        this.#settled = query; // no retry loop; the next change tries again
+        this.onError(error);
+        this.#running = false;
+        this.onState("error");
+        return;
+      }
+    }
+    this.#running = false;
+    this.onState("ready");
+  }
+}

@@ -1,0 +1,150 @@
+// The explorer's state: a small plain object, its defaults for a checkpoint, and its URL form.
+//
+// state = {checkpoint, seed, lock, categorical: [index...], continuous: [value...], vary, rows}
+// `vary` is the code the traversal panel sweeps: {kind: "categorical" | "continuous", index}.
+// Everything a user sets lives here, so a link (the query string) reproduces the same image.
+
+export const LIMIT = 2; // sliders run over -2..2, the paper's traversal range
+export const STEP = 0.05;
+export const MAX_SEED = 2 ** 31 - 1; // what the service accepts (and a JavaScript number holds exactly)
+export const MAX_ROWS = 16; // the service's default grid limit
+
+/** A value on the slider grid: -2..2 in steps of 0.05, without float noise such as 0.15000000000000002. */
+export function snap(value) {
+  const clamped = Math.min(LIMIT, Math.max(-LIMIT, value));
+  return Math.round(clamped / STEP) / Math.round(1 / STEP) || 0; // `|| 0` turns -0 into 0
+}
+
+/** The state a checkpoint starts in: seed 0, first categories, codes at 0 (the API's defaults). */
+export function defaults(info, keep = {}) {
+  const { categorical, continuous } = info.latent;
+  return {
+    checkpoint: info.name,
+    seed: keep.seed ?? 0,
+    lock: keep.lock ?? false,
+    categorical: categorical.map(() => 0),
+    continuous: continuous.map(() => 0),
+    vary: continuous.length ? { kind: "continuous", index: 0 } : { kind: "categorical", index: 0 },
+    rows: keep.rows ?? 5,
+  };
+}
+
+export function codeName(info, kind, index) {
+  const code = info.latent[kind][index];
+  return code?.name || `${kind === "categorical" ? "category" : "c"}${index + 1}`;
+}
+
+/** The label of category `c` of code `index`: the learned digit when the checkpoint knows it. */
+export function categoryLabel(info, index, c) {
+  const labels = index === 0 ? info.category_labels : null; // the labels describe the first code
+  return labels && labels.length === info.latent.categorical[0].categories ? String(labels[c]) : String(c);
+}
+
+/** The categories of code `index` in the order to show them: by learned digit when the
+ * checkpoint knows them (0..9, as the paper's figures run), else by index. */
+export function categoryOrder(info, index) {
+  const { categories } = info.latent.categorical[index];
+  const labels = [...Array(categories).keys()].map((c) => categoryLabel(info, index, c));
+  const order = [...labels.keys()];
+  if (labels.every((label) => /^\d+$/.test(label))) order.sort((a, b) => Number(labels[a]) - Number(labels[b]));
+  return order;
+}
+
+/** The query string of a state: `?checkpoint=mnist&seed=7&categorical=3&continuous=0.5,-1&vary=continuous-0&rows=5`. */
+export function toQuery(state) {
+  const params = new URLSearchParams({ checkpoint: state.checkpoint, seed: String(state.seed) });
+  if (state.categorical.length) params.set("categorical", state.categorical.join(","));
+  if (state.continuous.length) params.set("continuous", state.continuous.join(","));
+  if (state.lock) params.set("lock", "1");
+  params.set("vary", `${state.vary.kind}-${state.vary.index}`);
+  params.set("rows", String(state.rows));
+  return `?${params}`.replaceAll("%2C", ","); // commas need no escaping in a query: readable links
+}
+
+/** The state a query string names, checked against the checkpoints; `problems` says what was
+ * wrong with the link (each then falls back to its default). */
+export function fromQuery(search, checkpoints) {
+  const params = new URLSearchParams(search);
+  const problems = [];
+  const wanted = params.get("checkpoint");
+  let info = checkpoints.find((c) => c.name === wanted);
+  if (!info) {
+    info = checkpoints[0];
+    if (wanted !== null) problems.push(`checkpoint "${wanted}" is not loaded; showing "${info.name}"`);
+  }
+  const state = defaults(info);
+  const { categorical, continuous } = info.latent;
+
+  const seed = params.get("seed");
+  if (seed !== null) {
+    const n = Number(seed);
+    if (Number.isInteger(n) && n >= 0 && n <= MAX_SEED) state.seed = n;
+    else problems.push(`seed must be a whole number in 0..${MAX_SEED}, got "${seed}"`);
+  }
+  state.lock = params.get("lock") === "1";
+
+  const cats = list(params.get("categorical"));
+  if (cats) {
+    if (cats.length !== categorical.length) {
+      problems.push(`categorical needs ${categorical.length} values, got ${cats.length}`);
+    }
+    cats.slice(0, categorical.length).forEach((text, i) => {
+      const n = Number(text);
+      if (Number.isInteger(n) && n >= 0 && n < categorical[i].categories) state.categorical[i] = n;
+      else problems.push(`categorical[${i}] must be in 0..${categorical[i].categories - 1}, got "${text}"`);
+    });
+  }
+  const conts = list(params.get("continuous"));
+  if (conts) {
+    if (conts.length !== continuous.length) {
+      problems.push(`continuous needs ${continuous.length} values, got ${conts.length}`);
+    }
+    conts.slice(0, continuous.length).forEach((text, i) => {
+      const x = Number(text);
+      if (text !== "" && Number.isFinite(x) && Math.abs(x) <= LIMIT) state.continuous[i] = snap(x);
+      else problems.push(`continuous[${i}] must be in -${LIMIT}..${LIMIT}, got "${text}"`);
+    });
+  }
+  const vary = /^(categorical|continuous)-(\d+)$/.exec(params.get("vary") ?? "");
+  if (vary && Number(vary[2]) < info.latent[vary[1]].length) state.vary = { kind: vary[1], index: Number(vary[2]) };
+  else if (params.has("vary")) problems.push(`vary must name a code of "${info.name}", got "${params.get("vary")}"`);
+  const rows = Number(params.get("rows"));
+  if (params.has("rows") && Number.isInteger(rows) && rows >= 1 && rows <= MAX_ROWS) state.rows = rows;
+  else if (params.has("rows")) problems.push(`rows must be in 1..${MAX_ROWS}, got "${params.get("rows")}"`);
+  return { state, info, problems };
+}
+
+/** The query of `GET /generate` for a state: lists as repeated parameters, as the API reads them. */
+export function generateQuery(state, scale = 1) {
+  const params = new URLSearchParams({ checkpoint: state.checkpoint, seed: String(state.seed) });
+  for (const c of state.categorical) params.append("categorical", String(c));
+  for (const x of state.continuous) params.append("continuous", String(x));
+  params.set("scale", String(scale));
+  return params.toString();
+}
+
+/** The fixed part of a grid or GIF request body: checkpoint, codes and the swept code. The swept
+ * code's own value is replaced by every value of the sweep, so it is sent as 0: moving it (the
+ * animation does) leaves the body, and the picture, the same. */
+export function sweepBody(state, info) {
+  const { kind, index } = state.vary;
+  const codes = { categorical: [...state.categorical], continuous: [...state.continuous] };
+  codes[kind][index] = 0;
+  const body = { checkpoint: state.checkpoint, ...codes, vary: state.vary };
+  if (kind === "continuous") return { ...body, start: -LIMIT, stop: LIMIT };
+  return { ...body, values: categoryOrder(info, index) };
+}
+
+/** The values a sweep visits, for axis labels and the animation: -2..2 or every category. */
+export function sweepValues(state, info, steps) {
+  if (state.vary.kind === "categorical") return categoryOrder(info, state.vary.index);
+  return [...Array(steps).keys()].map((i) => snap(-LIMIT + (2 * LIMIT * i) / (steps - 1)));
+}
+
+export function sameState(a, b) {
+  return a !== null && b !== null && toQuery(a) === toQuery(b);
+}
+
+function list(text) {
+  return text === null ? null : text.split(",");
+}

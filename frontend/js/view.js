@@ -1,0 +1,320 @@
+// The view: owns the DOM. It builds the controls from a checkpoint's latent spec, shows a state,
+// and reports what the user asks for through `handlers`; it never fetches or decides.
+
+import { LIMIT, STEP, categoryLabel, categoryOrder, codeName, snap } from "./state.js";
+
+const $ = (id) => document.getElementById(id);
+const TICKS = [-2, -1, 0, 1, 2];
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key === "style") for (const [name, v] of Object.entries(value)) node.style.setProperty(name, v);
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+/** Where value `x` of -2..2 sits along a slider, 0..1. */
+const along = (x) => (x + LIMIT) / (2 * LIMIT);
+
+export class View {
+  constructor(handlers) {
+    this.handlers = handlers;
+    this.image = $("image");
+    this.grid = $("grid");
+    this.sliders = [];
+    this.numbers = [];
+    this.groups = [];
+    this.#wireStatic();
+  }
+
+  // ---- building ----
+
+  setCheckpoints(list) {
+    const select = $("checkpoint");
+    select.replaceChildren(...list.map((info) => element("option", { value: info.name }, info.name)));
+    select.disabled = list.length < 2;
+  }
+
+  /** Rebuilds every code control for a checkpoint's spec. */
+  build(info) {
+    this.info = info;
+    $("checkpoint").value = info.name;
+    $("checkpoint-info").textContent = describe(info);
+    const { categorical, continuous } = info.latent;
+    this.groups = categorical.map((code, i) => this.#categorical(info, i));
+    $("categorical").replaceChildren(...this.groups.map((group) => group.fieldset));
+    const rows = continuous.map((code, i) => this.#continuous(info, i));
+    this.sliders = rows.map((row) => row.slider);
+    this.numbers = rows.map((row) => row.number);
+    this.badges = rows.map((row) => row.badge);
+    $("continuous").replaceChildren(...rows.map((row) => row.node));
+    $("continuous-hint").hidden = continuous.length === 0;
+    const options = ["continuous", "categorical"].flatMap((kind) =>
+      info.latent[kind].map((code, i) => element("option", { value: `${kind}-${i}` }, codeName(info, kind, i))),
+    );
+    $("vary").replaceChildren(...options);
+    $("play").disabled = $("gif").disabled = options.length === 0;
+  }
+
+  #categorical(info, i) {
+    const code = info.latent.categorical[i];
+    const name = codeName(info, "categorical", i);
+    const labels = [...Array(code.categories).keys()].map((c) => categoryLabel(info, i, c));
+    // Learned digits are shown in digit order; each button keeps its category index.
+    const buttons = categoryOrder(info, i).map((c) =>
+      element(
+        "button",
+        { type: "button", class: "choice", "aria-pressed": "false", title: `category ${c}`, dataset: { category: c } },
+        labels[c],
+      ),
+    );
+    const row = element("div", { class: "choices" }, ...buttons);
+    row.addEventListener("click", (event) => {
+      const button = event.target.closest("button");
+      if (button) this.handlers.onCategory(i, Number(button.dataset.category));
+    });
+    row.addEventListener("keydown", (event) => {
+      // Arrow keys move along the row and choose, as in a radio group; Tab still visits each.
+      const moves = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
+      const at = buttons.indexOf(document.activeElement);
+      if (at < 0) return;
+      let next = at + (moves[event.key] ?? 0);
+      if (event.key === "Home") next = 0;
+      if (event.key === "End") next = buttons.length - 1;
+      if (next === at || next < 0 || next >= buttons.length) return;
+      event.preventDefault();
+      buttons[next].focus();
+      this.handlers.onCategory(i, Number(buttons[next].dataset.category));
+    });
+    const hint = info.category_labels && i === 0 ? " (the digit each category learned)" : "";
+    const legend = element("legend", {}, name, element("span", { class: "muted" }, hint));
+    const fieldset = element("fieldset", { class: "code categorical", dataset: { index: i } }, legend, row);
+    return { fieldset, buttons };
+  }
+
+  #continuous(info, i) {
+    const code = info.latent.continuous[i];
+    const name = codeName(info, "continuous", i);
+    const id = `continuous-${i}`;
+    const [low, high] = code.train_range;
+    const range = code.prior === "normal" ? "typical range (N(0, 1), ±1σ)" : `training range ${low}..${high}`;
+    const slider = element("input", {
+      type: "range",
+      id,
+      min: -LIMIT,
+      max: LIMIT,
+      step: STEP,
+      value: 0,
+      title: `${range}; double-click resets to 0`,
+      "aria-describedby": "continuous-hint",
+    });
+    const number = element("input", {
+      type: "number",
+      id: `${id}-value`,
+      class: "value",
+      min: -LIMIT,
+      max: LIMIT,
+      step: STEP,
+      value: 0,
+      inputmode: "decimal",
+    });
+    const badge = element("span", { class: "badge", hidden: "" }, "extrapolating");
+    const ticks = element(
+      "div",
+      { class: "ticks", "aria-hidden": "true" },
+      ...TICKS.map((t) => element("span", { style: { "--at": along(t) } }, String(t))),
+    );
+    const node = element(
+      "div",
+      {
+        class: "code continuous",
+        dataset: { index: i, low, high },
+        style: { "--lo": along(Math.max(low, -LIMIT)), "--hi": along(Math.min(high, LIMIT)) },
+      },
+      element("div", { class: "code-name" }, element("label", { for: id }, name), " ", badge),
+      element("div", { class: "track" }, slider, ticks),
+      element("label", { for: `${id}-value`, class: "visually-hidden" }, `${name} value`),
+      number,
+    );
+    slider.addEventListener("input", () => this.handlers.onContinuous(i, Number(slider.value), false));
+    slider.addEventListener("change", () => this.handlers.onContinuous(i, Number(slider.value), true));
+    slider.addEventListener("dblclick", () => this.handlers.onContinuous(i, 0, true));
+    number.addEventListener("dblclick", () => this.handlers.onContinuous(i, 0, true));
+    number.addEventListener("input", () => {
+      if (number.value !== "" && number.validity.badInput === false) {
+        this.handlers.onContinuous(i, snap(Number(number.value)), false);
+      }
+    });
+    number.addEventListener("change", () => {
+      const value = number.value === "" ? 0 : snap(Number(number.value));
+      number.value = value; // the field shows what the image uses
+      this.handlers.onContinuous(i, value, true);
+    });
+    return { node, slider, number, badge };
+  }
+
+  #wireStatic() {
+    const h = this.handlers;
+    $("checkpoint").addEventListener("change", (event) => h.onCheckpoint(event.target.value));
+    const seed = $("seed");
+    const readSeed = () => (/^\d+$/.test(seed.value) ? Number(seed.value) : null);
+    seed.addEventListener("input", () => readSeed() !== null && h.onSeed(readSeed(), false));
+    seed.addEventListener("change", () => {
+      if (readSeed() === null) seed.value = this.state?.seed ?? 0; // back to the seed in use
+      else h.onSeed(readSeed(), true);
+    });
+    $("random-seed").addEventListener("click", () => h.onRandomSeed());
+    $("lock").addEventListener("change", (event) => h.onLock(event.target.checked));
+    $("surprise").addEventListener("click", () => h.onSurprise());
+    $("vary").addEventListener("change", (event) => {
+      const [kind, index] = event.target.value.split("-");
+      h.onVary({ kind, index: Number(index) });
+    });
+    $("rows").addEventListener("change", (event) => {
+      const rows = Number(event.target.value);
+      if (Number.isInteger(rows) && rows >= 1 && rows <= 16) h.onRows(rows);
+      else event.target.value = this.state?.rows ?? 5;
+    });
+    $("play").addEventListener("click", () => h.onPlay());
+    $("gif").addEventListener("click", () => h.onGif());
+    $("clear").addEventListener("click", () => h.onClear());
+    $("upload").addEventListener("change", (event) => {
+      const file = event.target.files?.[0];
+      event.target.value = ""; // choosing the same file again fires again
+      if (file) h.onUpload(file);
+    });
+  }
+
+  // ---- showing a state ----
+
+  render(state) {
+    this.state = state;
+    this.groups.forEach((group, i) => {
+      for (const button of group.buttons) {
+        button.setAttribute("aria-pressed", String(Number(button.dataset.category) === state.categorical[i]));
+      }
+    });
+    state.continuous.forEach((value, i) => {
+      this.sliders[i].value = value;
+      // A field being typed in keeps the typed text until it is committed (change event).
+      if (document.activeElement !== this.numbers[i]) this.numbers[i].value = value;
+      const { low, high } = this.sliders[i].closest(".code").dataset;
+      this.badges[i].hidden = value >= Number(low) && value <= Number(high);
+    });
+    if (document.activeElement !== $("seed")) $("seed").value = state.seed;
+    $("seed").readOnly = state.lock;
+    $("random-seed").disabled = state.lock;
+    $("lock").checked = state.lock;
+    $("vary").value = `${state.vary.kind}-${state.vary.index}`;
+    if (document.activeElement !== $("rows")) $("rows").value = state.rows;
+    this.image.alt = `generated image: ${describeState(state, this.info)}`;
+  }
+
+  /** Puts a new picture on screen once it is decoded: the old one stays up until then. */
+  async showImage(url, { id, query, started }) {
+    const next = new Image();
+    next.src = url;
+    await next.decode();
+    this.image.src = url; // already decoded: painted in the next frame, with no blank frame between
+    this.image.dataset.requestId = id;
+    this.image.dataset.query = query;
+    const ms = performance.now() - started;
+    $("latency").textContent = `rendered in ${Math.round(ms)} ms`;
+    $("save-image").href = `/generate?${query.replace(/scale=\d+/, "scale=8")}`;
+    this.image.dispatchEvent(new CustomEvent("rendered", { detail: { id, query, ms } }));
+  }
+
+  setImageState(state) {
+    this.image.dataset.state = state;
+  }
+
+  setPlaying(playing) {
+    $("play").setAttribute("aria-pressed", String(playing));
+    $("play").textContent = playing ? "Pause" : "Play";
+  }
+
+  setBusy(id, busy) {
+    $(id).disabled = busy;
+    $(id).setAttribute("aria-busy", String(busy));
+  }
+
+  /** One message per source (image, grid, encode, link...); `text` null removes it. */
+  setMessage(source, text, kind = "error") {
+    const box = $("messages");
+    let item = box.querySelector(`[data-source="${source}"]`);
+    if (text === null) {
+      item?.remove();
+      return;
+    }
+    if (!item) {
+      item = element("p", { dataset: { source } });
+      box.append(item);
+    }
+    item.className = kind;
+    item.textContent = text;
+  }
+
+  setGridState(state) {
+    this.grid.dataset.state = state;
+  }
+
+  /** The traversal grid with its column values above it; `out` marks extrapolated columns. */
+  showGrid(url, { columns, rows, seed, name, cell, pad }) {
+    this.grid.src = url;
+    this.grid.hidden = false;
+    $("grid-png").href = url;
+    $("grid-png").removeAttribute("aria-disabled");
+    const width = columns.length * (cell + pad) + pad;
+    $("grid-columns").replaceChildren(
+      ...columns.map((column, j) =>
+        element(
+          "span",
+          { class: column.out ? "out" : "", style: { "--at": (pad + j * (cell + pad) + cell / 2) / width } },
+          column.label,
+        ),
+      ),
+    );
+    const seeds = rows === 1 ? `seed ${seed}` : `seeds ${seed}–${seed + rows - 1}`;
+    const hatch = columns.some((column) => column.out) ? " (orange: beyond the training range)" : "";
+    $("grid-caption").textContent = `Rows: ${seeds}. Columns: ${name}${hatch}.`;
+  }
+
+  showEncoded(query, estimate, info) {
+    const image = $("encoded-image");
+    image.src = `/generate?${query}`;
+    image.hidden = false;
+    $("encoded-placeholder").hidden = true;
+    const parts = estimate.categorical.map((code, i) => {
+      const c = code.argmax;
+      const percent = Math.round(code.probabilities[c] * 100);
+      return `${codeName(info, "categorical", i)} ${categoryLabel(info, i, c)} (${percent}%)`;
+    });
+    estimate.continuous.forEach((code, i) => parts.push(`${codeName(info, "continuous", i)} ${code.mean.toFixed(2)}`));
+    $("estimate").textContent = `Q reads: ${parts.join(" · ")}`;
+  }
+
+  clearEncoded() {
+    $("encoded-image").hidden = true;
+    $("encoded-placeholder").hidden = false;
+    $("estimate").textContent = "";
+  }
+}
+
+function describeState(state, info) {
+  const parts = state.categorical.map((c, i) => `${codeName(info, "categorical", i)} ${categoryLabel(info, i, c)}`);
+  state.continuous.forEach((x, i) => parts.push(`${codeName(info, "continuous", i)} ${x}`));
+  return [...parts, `seed ${state.seed}`].join(", ");
+}
+
+function describe(info) {
+  const parts = [info.dataset, info.step != null ? `step ${info.step}` : null];
+  const accuracy = info.metrics?.categorical_accuracy;
+  if (typeof accuracy === "number") parts.push(`categorical accuracy ${(accuracy * 100).toFixed(1)}%`);
+  const { noise_dim, categorical, continuous } = info.latent;
+  parts.push(`${noise_dim} noise, ${categorical.length} categorical, ${continuous.length} continuous`);
+  return parts.filter(Boolean).join(" · ");
+}

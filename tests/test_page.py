@@ -1,0 +1,484 @@
+"""The explorer page (frontend/) in a real browser: Debian's Chromium driven by Playwright,
+against uvicorn serving two small checkpoints on a loopback port.
+
+One browser for the module; each test gets a fresh context (no shared cache, history or
+storage) and fails if the page logged an error to the console or threw.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from service_helpers import LABELS, REPO, free_port, uvicorn_process, venv_executable, write_checkpoint
+
+from models import LatentSpec
+from models.latent import CategoricalCode, ContinuousCode
+
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:  # reported by the browser fixture: a failure in CI, a skip elsewhere
+    sync_playwright = None
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's own download cannot work here
+# Without the background-networking flags Chromium tries to reach Google, which is closed here.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO / "test-artifacts"
+# A second spec, so that nothing about the controls can be hard-coded: two categorical codes
+# without labels, three continuous codes with a normal prior and an off-centre training range.
+WIDE = LatentSpec(
+    noise_dim=16,
+    categorical=(CategoricalCode(5, "shape"), CategoricalCode(3)),
+    continuous=(
+        ContinuousCode(name="width"),
+        ContinuousCode(prior="normal", name="tilt"),
+        ContinuousCode(train_range=(-1.5, 0.5)),
+    ),
+)
+DIGITS = {label: category for category, label in enumerate(LABELS)}  # "3" -> the category that drew 3
+FIRST_CODE = "Number(document.querySelector('fieldset.categorical [aria-pressed=true]').dataset.category)"
+
+
+def browser_problem() -> str | None:
+    if sync_playwright is None:
+        return "the playwright package is not installed (pip install -e '.[dev]')"
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("checkpoints")
+    write_checkpoint(folder / "mnist.safetensors")  # the first, so the default
+    write_checkpoint(folder / "wide.safetensors", seed=1, latent=WIDE, meta={"dataset": "synthetic"})
+    port = free_port()
+    command = [venv_executable("uvicorn"), "backend.app:app", "--host", "127.0.0.1", "--port", str(port)]
+    env = {"INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_FRONTEND_DIR": str(REPO / "frontend")}
+    with uvicorn_process([*command, "--no-access-log"], env, port, folder / "uvicorn.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    problem = browser_problem()
+    if problem:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"browser tests cannot run: {problem}; CI must run them (.ci/run installs chromium)")
+        pytest.skip(f"browser tests need Chromium and Playwright: {problem}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console() -> list[str]:
+    """Errors the page logged or threw; a test that provokes some removes those it expects."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, service: str, console: list[str]) -> Iterator[Page]:
+    context = browser.new_context(base_url=service, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: console.append(f"uncaught: {error}"))
+    yield page
+    context.close()
+    assert console == [], "the page logged errors"
+
+
+# ---- helpers ----
+
+
+def image_id(page: Page) -> int:
+    return int(page.get_attribute("#image", "data-request-id"))
+
+
+def settled(page: Page, after: int) -> None:
+    """Waits until the image shows the page's newest state, drawn by a request after `after`."""
+    page.wait_for_function(
+        """after => {
+            const image = document.getElementById("image");
+            return image.dataset.state === "ready" && Number(image.dataset.requestId) > after;
+        }""",
+        arg=after,
+    )
+
+
+def open_page(page: Page, query: str = "") -> None:
+    page.goto(f"/{query}")
+    settled(page, 0)
+
+
+def change(page: Page, action) -> None:
+    """Does `action` and waits for the image that follows it."""
+    before = image_id(page)
+    action()
+    settled(page, before)
+
+
+def shown(page: Page) -> bytes:
+    """The bytes of the picture the page shows, read from its own object URL."""
+    encoded = page.evaluate(
+        """async () => {
+            const response = await fetch(document.getElementById("image").src);
+            const bytes = new Uint8Array(await response.arrayBuffer());
+            return btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+        }"""
+    )
+    return base64.b64decode(encoded)
+
+
+def served(service: str, *, seed: int, categorical: list[int], continuous: list[float], checkpoint="mnist") -> bytes:
+    """What the service answers for a state, asked directly."""
+    params = {"checkpoint": checkpoint, "seed": seed, "categorical": categorical, "continuous": continuous}
+    response = httpx.get(f"{service}/generate", params=params)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def sliders(page: Page) -> list[float]:
+    return [float(v) for v in page.eval_on_selector_all("input[type=range]", "nodes => nodes.map(n => n.value)")]
+
+
+def pressed(page: Page) -> list[int]:
+    """The chosen category of each categorical code, from the buttons' aria-pressed."""
+    return page.eval_on_selector_all(
+        "fieldset.categorical",
+        """sets => sets.map(s => Number(s.querySelector("[aria-pressed=true]").dataset.category))""",
+    )
+
+
+def snap(value: float) -> float:
+    """The page's slider grid: -2..2 in steps of 0.05."""
+    return round(max(-2.0, min(2.0, value)) * 20) / 20
+
+
+def read_encodes(page: Page) -> list[tuple[str, dict]]:
+    """Passes every `POST /encode` through, keeping (request Content-Type, answer JSON) of each."""
+    seen = []
+
+    def through(route) -> None:
+        response = route.fetch()
+        seen.append((route.request.headers["content-type"], response.json()))
+        route.fulfill(response=response)
+
+    page.route(lambda url: "/encode?" in url, through)
+    return seen
+
+
+def tab_to(page: Page, selector: str) -> None:
+    """Presses Tab until `selector` has the focus: the control is reachable by keyboard."""
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+# ---- the controls follow the latent spec ----
+
+
+def test_the_controls_follow_the_mnist_spec(page: Page) -> None:
+    open_page(page)
+    (buttons,) = page.eval_on_selector_all(
+        "fieldset.categorical",
+        "sets => sets.map(s => [...s.querySelectorAll('button')].map(b => [+b.dataset.category, b.textContent]))",
+    )
+    assert sorted(buttons) == [[c, LABELS[c]] for c in range(10)]  # labelled with the learned digits
+    assert [label for _, label in buttons] == [str(d) for d in range(10)]  # ... shown in digit order
+    assert pressed(page) == [0]
+    ranges = page.eval_on_selector_all(
+        "input[type=range]",
+        """nodes => nodes.map(n => [n.min, n.max, n.step, n.labels[0].textContent.trim(),
+                                    n.closest(".code").style.getPropertyValue("--lo"),
+                                    n.closest(".code").style.getPropertyValue("--hi")])""",
+    )
+    # -2..2 by 0.05; the training range -1..1 shaded from 1/4 to 3/4 of the track.
+    assert ranges == [["-2", "2", "0.05", name, "0.25", "0.75"] for name in ("c1", "c2")]
+    unlabelled = page.eval_on_selector_all("input, select", "nodes => nodes.filter(n => !n.labels.length)")
+    assert unlabelled == []  # a <label for> on every control
+
+
+def test_another_checkpoint_rebuilds_the_controls_from_its_spec(page: Page, service: str) -> None:
+    open_page(page)
+    change(page, lambda: page.select_option("#checkpoint", "wide"))
+    assert "checkpoint=wide" in page.url
+    groups = page.eval_on_selector_all(
+        "fieldset.categorical", "sets => sets.map(s => [...s.querySelectorAll('button')].map(b => b.textContent))"
+    )
+    assert groups == [["0", "1", "2", "3", "4"], ["0", "1", "2"]]  # no labels: category indices
+    names = page.eval_on_selector_all("input[type=range]", "nodes => nodes.map(n => n.labels[0].textContent.trim())")
+    assert names == ["width", "tilt", "c3"]
+    shading = page.eval_on_selector_all(
+        ".code.continuous", "nodes => nodes.map(n => ['--lo', '--hi'].map(p => n.style.getPropertyValue(p)))"
+    )
+    assert shading == [["0.25", "0.75"], ["0.25", "0.75"], ["0.125", "0.625"]]  # c3 trained on -1.5..0.5
+    options = page.eval_on_selector_all("#vary option", "nodes => nodes.map(n => n.textContent)")
+    assert options == ["width", "tilt", "c3", "shape", "category2"]
+    assert shown(page) == served(service, seed=0, categorical=[0, 0], continuous=[0, 0, 0], checkpoint="wide")
+
+
+# ---- moving the controls changes the picture ----
+
+
+def test_keyboard_a_number_field_and_a_category_change_the_image(page: Page, service: str) -> None:
+    open_page(page, "?seed=3")
+    first = shown(page)
+    tab_to(page, "#continuous-0")  # reachable with Tab; the arrow keys move it
+    change(page, lambda: page.keyboard.press("ArrowRight"))
+    assert sliders(page) == [0.05, 0]
+    moved = shown(page)
+    assert moved != first and moved == served(service, seed=3, categorical=[0], continuous=[0.05, 0])
+
+    change(page, lambda: page.fill("#continuous-1-value", "-1.5"))
+    assert sliders(page) == [0.05, -1.5]
+    expect(page.locator(".code.continuous").nth(1).locator(".badge")).to_be_visible()  # beyond -1..1
+    assert shown(page) == served(service, seed=3, categorical=[0], continuous=[0.05, -1.5])
+
+    change(page, lambda: page.click("fieldset.categorical button:text-is('3')"))
+    assert pressed(page) == [DIGITS["3"]]
+    assert shown(page) == served(service, seed=3, categorical=[DIGITS["3"]], continuous=[0.05, -1.5])
+    change(page, lambda: page.keyboard.press("ArrowRight"))  # the arrow keys walk the row
+    assert pressed(page) == [DIGITS["4"]]
+
+    change(page, lambda: page.dblclick("#continuous-1"))  # double-click resets
+    assert sliders(page) == [0.05, 0]
+
+
+def test_one_request_in_flight_the_newest_state_wins_and_the_old_image_stays(page: Page) -> None:
+    open_page(page)
+    old_src = page.get_attribute("#image", "src")
+    requests, held = [], []
+    release = False
+
+    def hold(route) -> None:
+        requests.append(route.request.url)
+        if release:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(lambda url: "/generate?" in url, hold)
+    page.focus("#continuous-0")
+    page.keyboard.press("ArrowRight")
+    for _ in range(100):  # Playwright calls the route handler while the test waits
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    assert page.get_attribute("#image", "data-state") == "loading"
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")  # 0.1, 0.15, 0.2 while 0.05 is still on its way
+    page.wait_for_timeout(300)
+    assert len(requests) == 1  # never two at once
+    assert page.get_attribute("#image", "src") == old_src  # nothing blank while waiting
+
+    release = True
+    held[0].continue_()
+    settled(page, 0)
+    assert len(requests) == 2  # 0.05, then straight to the newest, 0.2
+    assert "continuous=0.2&" in requests[1] and "continuous=0.2&" in page.get_attribute("#image", "data-query")
+    assert page.get_attribute("#image", "src") != old_src
+    assert re.fullmatch(r"rendered in \d+ ms", page.text_content("#latency"))
+
+
+# ---- the URL holds the state ----
+
+
+def test_a_copied_link_shows_the_same_image(page: Page) -> None:
+    open_page(page)
+    change(page, lambda: page.fill("#seed", "42"))
+    page.check("#lock")
+    change(page, lambda: page.click("#surprise"))  # new codes; the locked noise stays
+    digit = "8" if pressed(page) != [DIGITS["8"]] else "3"  # a click on the chosen one changes nothing
+    change(page, lambda: page.click(f"fieldset.categorical button:text-is('{digit}')"))
+    change(page, lambda: page.fill("#continuous-0-value", "1.75"))  # beyond what the surprise draws
+    link, picture, values = page.url, shown(page), sliders(page)
+    assert "seed=42" in link and "lock=1" in link and "continuous=1.75," in link
+
+    other = page.context.new_page()
+    other.goto(link)
+    settled(other, 0)
+    assert shown(other) == picture
+    assert sliders(other) == values and pressed(other) == [DIGITS[digit]]
+    assert other.input_value("#seed") == "42" and other.is_checked("#lock")
+    assert other.get_attribute("#seed", "readonly") is not None and other.is_disabled("#random-seed")
+
+
+def test_back_and_forward_restore_the_state(page: Page, service: str) -> None:
+    open_page(page)
+    change(page, lambda: page.click("fieldset.categorical button:text-is('5')"))
+    track = page.locator("#continuous-0").bounding_box()
+    middle = (track["x"] + track["width"] / 2, track["y"] + track["height"] / 2)
+    page.mouse.move(*middle)  # a drag by mouse: many input events, one history entry
+    page.mouse.down()
+    page.mouse.move(middle[0] + track["width"] / 4, middle[1], steps=12)
+    page.mouse.up()
+    settled(page, 0)
+    dragged = sliders(page)[0]
+    assert 0.8 <= dragged <= 1.2
+    change(page, lambda: page.keyboard.press("ArrowRight"))
+    assert sliders(page) == [snap(dragged + 0.05), 0]
+
+    change(page, page.go_back)
+    assert sliders(page) == [dragged, 0] and pressed(page) == [DIGITS["5"]]
+    assert shown(page) == served(service, seed=0, categorical=[DIGITS["5"]], continuous=[dragged, 0])
+    change(page, page.go_back)
+    assert sliders(page) == [0, 0] and pressed(page) == [DIGITS["5"]]
+    change(page, page.go_back)
+    assert sliders(page) == [0, 0] and pressed(page) == [0]
+    change(page, page.go_forward)
+    assert pressed(page) == [DIGITS["5"]] and sliders(page) == [0, 0]
+
+
+# ---- reading a drawing ----
+
+
+def test_drawing_a_digit_sets_the_codes_to_qs_estimate(page: Page, service: str) -> None:
+    open_page(page, "?seed=5")
+    box = page.locator("#pad").bounding_box()
+    at = lambda x, y: (box["x"] + x * box["width"], box["y"] + y * box["height"])  # noqa: E731
+    encodes = read_encodes(page)
+    page.mouse.move(*at(0.25, 0.2))  # a 7: the bar, then the stem
+    page.mouse.down()
+    page.mouse.move(*at(0.75, 0.2), steps=8)
+    page.mouse.move(*at(0.45, 0.85), steps=10)
+    page.mouse.up()
+    expect(page.locator("#estimate")).to_contain_text("Q reads: digit")
+    ((content_type, estimate),) = encodes  # one stroke, one reading
+    assert content_type == "image/png"
+    categories = [code["argmax"] for code in estimate["categorical"]]
+    values = [snap(code["mean"]) for code in estimate["continuous"]]
+    page.wait_for_function(
+        "expected => document.getElementById('image').dataset.query.startsWith(expected)",
+        arg=f"checkpoint=mnist&seed=5&categorical={categories[0]}&continuous={values[0]:g}&continuous={values[1]:g}&",
+    )
+    settled(page, 0)
+    assert pressed(page) == categories and sliders(page) == pytest.approx(values)
+    assert shown(page) == served(service, seed=5, categorical=categories, continuous=values)
+    expect(page.locator("#encoded-image")).to_be_visible()  # G's picture of Q's reading, beside the drawing
+
+
+def test_a_chosen_or_dropped_image_is_read_too(page: Page, service: str, tmp_path: Path) -> None:
+    open_page(page)
+    encodes = read_encodes(page)
+    digit = tmp_path / "digit.png"
+    digit.write_bytes(served(service, seed=9, categorical=[DIGITS["2"]], continuous=[0.5, -0.5]))
+    page.set_input_files("#upload", digit)
+    expect(page.locator("#estimate")).to_contain_text("Q reads: digit")
+    page.locator("#estimate").evaluate("node => node.textContent = ''")
+
+    dropped = base64.b64encode(served(service, seed=4, categorical=[DIGITS["6"]], continuous=[-1, 1])).decode()
+    files = page.evaluate_handle(
+        """data => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "six.png", { type: "image/png" }));
+            return transfer;
+        }""",
+        dropped,
+    )
+    page.dispatch_event("#pad", "drop", {"dataTransfer": files})
+    expect(page.locator("#estimate")).to_contain_text("Q reads: digit")
+    assert [content_type for content_type, _ in encodes] == ["image/png", "image/png"]
+    page.wait_for_function(f"{FIRST_CODE} === {encodes[1][1]['categorical'][0]['argmax']}")
+    expect(page.locator("#encoded-image")).to_be_visible()
+
+
+# ---- traversal ----
+
+
+def test_traversal_grid_animation_and_downloads(page: Page) -> None:
+    open_page(page)
+    grid = page.locator("#grid[data-state=ready]")
+    expect(grid).to_be_visible()
+    size = grid.evaluate("image => [image.naturalWidth, image.naturalHeight]")
+    assert size == [(9 * 30 + 2) * 2, (5 * 30 + 2) * 2]  # 5 seeds x 9 values of c1, 28px cells + 2px gaps, scale 2
+    columns = page.eval_on_selector_all("#grid-columns span", "nodes => nodes.map(n => n.textContent)")
+    assert columns == ["-2", "-1.5", "-1", "-0.5", "0", "0.5", "1", "1.5", "2"]
+
+    page.select_option("#vary", "categorical-0")
+    page.wait_for_function("() => document.querySelectorAll('#grid-columns span').length === 10")
+    expect(grid).to_be_visible()
+    assert grid.evaluate("image => image.naturalWidth") == (10 * 30 + 2) * 2
+    columns = page.eval_on_selector_all("#grid-columns span", "nodes => nodes.map(n => n.textContent)")
+    assert columns == [str(digit) for digit in range(10)]  # the categories in the order of their digits
+    with page.expect_download() as png:
+        page.click("#grid-png")
+    assert png.value.suggested_filename.endswith(".png")
+    assert Path(png.value.path()).read_bytes().startswith(b"\x89PNG")
+    with page.expect_download() as gif:
+        page.click("#gif")
+    assert gif.value.suggested_filename.endswith(".gif")
+    assert Path(gif.value.path()).read_bytes().startswith(b"GIF89a")
+
+    page.click("#play")  # animates the chosen code: the digit buttons move on their own
+    page.wait_for_function(f"{FIRST_CODE} !== 0")
+    page.click("#play")
+    expect(page.locator("#play")).to_have_attribute("aria-pressed", "false")
+    settled(page, 0)
+
+
+# ---- errors ----
+
+
+def test_service_errors_are_shown_in_the_page(page: Page, console: list[str]) -> None:
+    open_page(page)
+    old_src = page.get_attribute("#image", "src")
+    busy = {"detail": "busy: 256 requests queued; retry shortly"}
+    page.route(lambda url: "/generate?" in url, lambda route: route.fulfill(status=503, json=busy))
+    page.focus("#continuous-0")
+    page.keyboard.press("ArrowRight")
+    message = page.locator("#messages [data-source=image]")
+    expect(message).to_contain_text("503: busy: 256 requests queued")
+    assert page.get_attribute("#messages", "aria-live") == "assertive"
+    assert page.get_attribute("#image", "data-state") == "error"
+    assert page.get_attribute("#image", "src") == old_src  # the last good picture stays
+
+    page.unroute_all()
+    change(page, lambda: page.keyboard.press("ArrowRight"))
+    expect(message).to_have_count(0)  # gone with the next good answer
+    console[:] = [text for text in console if "status of 503" not in text]  # the browser's own log line
+
+
+def test_a_link_with_bad_values_says_what_it_fixed(page: Page) -> None:
+    open_page(page, "?checkpoint=mnist&seed=-4&categorical=12&continuous=9,0.5")
+    warning = page.locator("#messages [data-source=link]")
+    expect(warning).to_contain_text("categorical[0] must be in 0..9")
+    expect(warning).to_contain_text("continuous[0] must be in -2..2")
+    assert sliders(page) == [0, 0.5] and pressed(page) == [0]
+
+
+# ---- how it looks ----
+
+
+def test_screenshots_at_desktop_and_phone_width(page: Page) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    open_page(page, "?seed=11&categorical=4&continuous=1.5,-0.4")
+    expect(page.locator("#grid[data-state=ready]")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "page-desktop.png")
+
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.wait_for_timeout(100)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing wider than the phone
+    page.screenshot(path=ARTIFACTS / "page-phone.png", full_page=True)
+    page.locator("#traversal-title").scroll_into_view_if_needed()
+    image = page.locator("#image").bounding_box()
+    assert image["y"] >= 0 and image["y"] + image["height"] <= 800  # the picture stays in view (sticky)
+    page.screenshot(path=ARTIFACTS / "page-phone-scrolled.png")
