@@ -291,7 +291,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def resolve_autocast(precision: str, device: torch.device) -> torch.dtype | None:
     """bf16 autocast, or None for fp32. `auto` picks bf16 where the hardware computes it natively:
-    CUDA devices that support it and CPUs with AVX-512 bf16 or AMX (1.6x faster on our 2 cores)."""
+    CUDA devices that support it and CPUs with AVX-512 bf16 or AMX (1.6x faster per step on ours)."""
     if precision == "fp32":
         return None
     if precision == "bf16":
