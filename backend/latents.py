@@ -19,8 +19,7 @@ from backend.registry import Model, Registry
 from backend.schemas import CodeRef, FixedCodes, GenerateRequest, GifRequest, GridRequest, Noise, Sweep
 from backend.settings import Settings
 from models import LatentBatch, LatentSpec
-
-GRID_PAD = 2  # pixels between grid cells, as models.render.tile draws them
+from models.render import GRID_PAD
 
 
 class NoModel(Exception):

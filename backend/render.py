@@ -11,10 +11,9 @@ import io
 
 import numpy as np
 import torch
-from PIL import Image
 
-from backend.latents import GRID_PAD, Picture
-from models.render import png_bytes, tile
+from backend.latents import Picture
+from models.render import GRID_PAD, png_bytes, tile, to_image
 
 RENDER_VERSION = 1  # bump when the same request would give different bytes
 MEDIA_TYPES = {"image": "image/png", "grid": "image/png", "gif": "image/gif"}
@@ -39,10 +38,7 @@ def render(picture: Picture, pixels: np.ndarray) -> bytes:
 
 def gif_bytes(pixels: np.ndarray, *, scale: int, duration_ms: int, bounce: bool) -> bytes:
     """(frames, H, W, C) uint8 -> a looping GIF; `bounce` plays the frames forward then back."""
-    frames = []
-    for frame in pixels:
-        frame = frame.repeat(scale, axis=0).repeat(scale, axis=1)  # nearest neighbour, as in png_bytes
-        frames.append(Image.fromarray(frame[:, :, 0] if frame.shape[2] == 1 else frame))
+    frames = [to_image(frame, scale=scale) for frame in pixels]
     if bounce:
         frames += frames[-2:0:-1]
     buffer = io.BytesIO()

@@ -18,7 +18,10 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return pixels.permute(0, 2, 3, 1).numpy()
 
 
-def tile(pixels: np.ndarray, *, rows: int, cols: int, pad: int = 2) -> np.ndarray:
+GRID_PAD = 2  # pixels between grid cells
+
+
+def tile(pixels: np.ndarray, *, rows: int, cols: int, pad: int = GRID_PAD) -> np.ndarray:
     """(rows*cols, H, W, C) uint8 -> one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) picture, row-major."""
     count, height, width, channels = pixels.shape
     if count != rows * cols:
@@ -31,14 +34,19 @@ def tile(pixels: np.ndarray, *, rows: int, cols: int, pad: int = 2) -> np.ndarra
     return canvas
 
 
-def png_bytes(picture: np.ndarray, *, scale: int = 1) -> bytes:
-    """(H, W, C) uint8 -> PNG bytes, upscaled by an integer factor with nearest neighbour so
-    pixels stay crisp. Encoding is deterministic: the same picture gives the same bytes."""
+def to_image(picture: np.ndarray, *, scale: int = 1) -> Image.Image:
+    """(H, W, C) uint8 -> a grey ("L") or RGB Pillow image, upscaled by an integer factor with
+    nearest neighbour so pixels stay crisp (one frame of a GIF, or a PNG)."""
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
     if scale > 1:
         picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
-    image = Image.fromarray(picture[:, :, 0] if picture.shape[2] == 1 else picture)  # "L" or "RGB"
+    return Image.fromarray(picture[:, :, 0] if picture.shape[2] == 1 else picture)
+
+
+def png_bytes(picture: np.ndarray, *, scale: int = 1) -> bytes:
+    """(H, W, C) uint8 -> PNG bytes, upscaled as `to_image` does. Encoding is deterministic:
+    the same picture gives the same bytes."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
+    to_image(picture, scale=scale).save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()

@@ -38,7 +38,7 @@ from models.latent import CategoricalCode, ContinuousCode, LatentBatch, LatentSp
 from models.networks import ArchConfig
 from models.sample import render_grid, traversal_codes
 from training.data import DATASETS, DataError, load_dataset
-from training.evaluate import categorical_accuracy
+from training.evaluate import categorical_accuracy, inference
 from training.losses import discriminator_loss, generator_loss, information_loss
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -255,10 +255,9 @@ def epoch_order(size: int, *, seed: int, epoch: int) -> torch.Tensor:
 
 def write_sample_grid(generator: torch.nn.Module, latent: LatentSpec, codes: LatentBatch, path: Path) -> None:
     """A progress grid from fixed codes (a row per category), so grids of different steps compare."""
-    generator.eval()
     rows = latent.categorical[0].categories if latent.categorical else 1
-    picture = render_grid(generator, latent, codes, rows=rows, scale=2)
-    generator.train()
+    with inference(generator):  # running BatchNorm statistics, restored to training mode after
+        picture = render_grid(generator, latent, codes, rows=rows, scale=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(picture)
 
