@@ -15,15 +15,15 @@ import torch
 from backend.latents import Picture
 from models.render import GRID_PAD, png_bytes, tile, to_image
 
-RENDER_VERSION = 1  # bump when the same request would give different bytes
+RENDER_VERSION = 2  # bump when the same request would give different bytes
 MEDIA_TYPES = {"image": "image/png", "grid": "image/png", "gif": "image/gif"}
 
 
-def etag(picture: Picture) -> str:
+def etag(picture: Picture, kernels: str) -> str:
     """A strong validator: the picture's canonical request (checkpoint sha256 included), plus what
-    else decides its bits: this module's version, torch's and the device type."""
-    device = next(picture.model.checkpoint.generator.parameters()).device.type
-    text = f"{RENDER_VERSION}|{torch.__version__}|{device}|{picture.key}"
+    else decides its bits: this module's version, torch's, and the generator's `kernels` (device
+    type, precision, padding)."""
+    text = f"{RENDER_VERSION}|{torch.__version__}|{kernels}|{picture.key}"
     return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
 
 

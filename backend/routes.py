@@ -31,7 +31,7 @@ IMAGE_BODY = {
 router = APIRouter()
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
@@ -110,11 +110,12 @@ async def encode(
 
 async def _answer(service: Service, picture: Picture, request: Request) -> Response:
     """The picture's bytes, or 304 when the client already holds them (If-None-Match)."""
-    tag = etag(picture)
+    batcher = service.batchers[picture.model.name]
+    tag = etag(picture, batcher.generator.kernels)
     headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
     if _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
-    pixels = await service.batchers[picture.model.name].run(picture.inputs)
+    pixels = await batcher.run(picture.inputs)
     body = await asyncio.to_thread(render, picture, pixels)
     return Response(body, media_type=MEDIA_TYPES[picture.kind], headers=headers)
 

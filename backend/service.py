@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 
-from backend.inference import Batcher, is_batch_invariant
+from backend.inference import Batcher, serve_generator
 from backend.registry import Registry, load_registry
 from backend.settings import Settings
+from models.networks import compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,12 @@ class Service:
             "device": str(self.device),
             "folders": [str(folder) for folder in self.settings.checkpoint_dir],
             "checkpoints": {
-                name: {"batching": batcher.max_rows > 1, "requests": batcher.requests, "batches": batcher.batches}
+                name: {
+                    "precision": str(batcher.generator.dtype).removeprefix("torch."),
+                    "batching": batcher.max_rows > 1,
+                    "requests": batcher.requests,
+                    "batches": batcher.batches,
+                }
                 for name, batcher in self.batchers.items()
             },
             "errors": self.registry.errors,
@@ -49,26 +56,20 @@ class Service:
 async def open_service(settings: Settings) -> AsyncIterator[Service]:
     """Load every checkpoint and start its batcher; stop them all on the way out."""
     device = _device(settings.device)
-    executor = ThreadPoolExecutor(1, "inference", initializer=torch.set_num_threads, initargs=(settings.threads,))
+    executor = ThreadPoolExecutor(1, "inference")
     loop = asyncio.get_running_loop()
     batchers: dict[str, Batcher] = {}
     try:
         registry = await loop.run_in_executor(executor, load_registry, settings.checkpoint_dir, device)
+        dtype = compute_dtype(settings.precision, device)
         for name, model in registry.models.items():
-            max_rows = settings.max_batch
-            generator, input_dim = model.checkpoint.generator, model.checkpoint.latent.input_dim
-            if max_rows > 1 and not await loop.run_in_executor(
-                executor, is_batch_invariant, generator, input_dim, max_rows, device
-            ):
+            checkpoint, limits = model.checkpoint, {"max_rows": settings.max_batch, "threads": settings.threads}
+            serve = partial(serve_generator, checkpoint.generator, checkpoint.latent.input_dim, device, dtype, **limits)
+            generator = await loop.run_in_executor(executor, serve)
+            if generator.max_rows < settings.max_batch:
                 log.warning("%s: rows differ between batch sizes on this machine; serving it unbatched", name)
-                max_rows = 1
             batchers[name] = Batcher(
-                generator,
-                device,
-                executor,
-                max_rows=max_rows,
-                max_wait_s=settings.max_wait_ms / 1000,
-                queue_limit=settings.queue_limit,
+                generator, executor, max_wait_s=settings.max_wait_ms / 1000, queue_limit=settings.queue_limit
             )
             batchers[name].start()
         yield Service(settings, device, registry, executor, batchers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -26,7 +26,10 @@ class Settings(BaseModel):
     checkpoint_dir: tuple[Path, ...] = (Path(models.__file__).parent / "pretrained",)
     frontend_dir: Path = REPO_ROOT / "frontend"  # served at / when it exists
     device: str = "auto"  # "auto" takes CUDA when available, else the CPU
-    threads: int = Field(1, ge=1, le=256)  # torch threads for inference; the other cores serve HTTP
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # generator's; auto: bf16 where native, else fp32
+    # torch threads of a generator call while nothing else waits; under load calls use one thread,
+    # leaving the other cores to HTTP and PNG encoding
+    threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=256)
     max_batch: int = Field(64, ge=1, le=1024)  # generator rows per batch; 1 turns batching off
     max_wait_ms: float = Field(0.0, ge=0, le=1000)  # how long a batch waits for company; 0: take what is queued
     queue_limit: int = Field(256, ge=1)  # queued requests per checkpoint before 503 + Retry-After

@@ -7,11 +7,16 @@ almost nothing on top of the GAN.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,14 @@ class Generator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.deconv(self.fc(x))  # (B, input_dim) -> (B, C, H, W) in [-1, 1]
 
+    def for_inference(self) -> nn.Sequential:
+        """The same function in eval mode with each batch norm folded into the layer before it.
+
+        Eval-mode batch norm is an affine map, so folding it saves its passes over memory, and a
+        copy cast to bf16 keeps the statistics' precision that a bf16 BatchNorm would lose."""
+        copy = deepcopy(self).eval()
+        return fold_batch_norm([*copy.fc, *copy.deconv])
+
 
 class Discriminator(nn.Module):
     """D and Q in one module: a shared body, a real/fake head and the Q head.
@@ -109,3 +122,33 @@ class Discriminator(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Q's parameters for images in [-1, 1]: (B, q_output_dim)."""
         return self.q_head(self.body(images))
+
+
+def fold_batch_norm(layers: list[nn.Module]) -> nn.Sequential:
+    """Eval-mode `layers` run in order, with every batch norm that follows a linear or
+    (transposed) convolution merged into that layer's weights (a new module)."""
+    folded: list[nn.Module] = []
+    for layer in layers:
+        previous = folded[-1] if folded else None
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and isinstance(previous, nn.Linear):
+            folded[-1] = fuse_linear_bn_eval(previous, layer)
+        elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and isinstance(previous, nn.modules.conv._ConvNd):
+            fuse = partial(fuse_conv_bn_eval, transpose=isinstance(previous, nn.modules.conv._ConvTransposeNd))
+            folded[-1] = fuse(previous, layer)
+        else:
+            folded.append(layer)
+    return nn.Sequential(*folded)
+
+
+def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """float32 or bfloat16 for a precision name. `auto` picks bf16 where the hardware computes it
+    natively: CUDA devices that support it and CPUs with AVX-512 bf16 or AMX."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision == "auto":
+        if device.type == "cuda":
+            native = torch.cuda.is_bf16_supported()
+        else:
+            native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        return torch.bfloat16 if native else torch.float32
+    return torch.bfloat16 if precision == "bf16" else torch.float32

@@ -48,5 +48,5 @@ def png_bytes(picture: np.ndarray, *, scale: int = 1) -> bytes:
     """(H, W, C) uint8 -> PNG bytes, upscaled as `to_image` does. Encoding is deterministic:
     the same picture gives the same bytes."""
     buffer = io.BytesIO()
-    to_image(picture, scale=scale).save(buffer, format="PNG", optimize=False)
+    to_image(picture, scale=scale).save(buffer, format="PNG", compress_level=1)  # 2x faster than 6, 1.4x the bytes
     return buffer.getvalue()

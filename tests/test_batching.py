@@ -6,16 +6,13 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from service_helpers import TINY, serve, settings_for, write_checkpoint
 
-import backend.inference as inference
-import backend.service as service
-from backend.inference import Batcher, Overloaded, generate_pixels, is_batch_invariant
+from backend.inference import ROW_ALIGN, Batcher, Overloaded, ServedGenerator, serve_generator
 from models import ArchConfig, LatentSpec, build_networks
 
 pytestmark = pytest.mark.anyio
@@ -28,43 +25,67 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def generator(arch: ArchConfig) -> torch.nn.Module:
+def served(arch: ArchConfig = TINY, *, max_rows: int = 64, dtype: torch.dtype = torch.float32) -> ServedGenerator:
     torch.manual_seed(0)
-    return build_networks(SPEC, arch)[0].eval()
+    return serve_generator(
+        build_networks(SPEC, arch)[0].eval(), SPEC.input_dim, CPU, dtype, max_rows=max_rows, threads=2
+    )
 
 
 def inputs(rows: int, seed: int = 0) -> torch.Tensor:
     return SPEC.build_input(SPEC.sample(rows, generator=torch.Generator().manual_seed(seed)))
 
 
-def slowed(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[int]:
-    """Make every generator call take `seconds`; returns the row counts of the calls."""
+def slowed(monkeypatch: pytest.MonkeyPatch, seconds: float, threads_used: list[int] | None = None) -> list[int]:
+    """Make every generator call take `seconds`; returns the row counts of the calls and appends
+    their thread counts to `threads_used`."""
     calls: list[int] = []
 
-    def slow(*args: Any) -> np.ndarray:
-        calls.append(len(args[1]))
-        time.sleep(seconds)
-        return generate_pixels(*args)
+    pixels = ServedGenerator.pixels
 
-    monkeypatch.setattr(inference, "generate_pixels", slow)
+    def slow(self: ServedGenerator, inputs: torch.Tensor, *, threads: int = 1) -> np.ndarray:
+        calls.append(len(inputs))
+        if threads_used is not None:
+            threads_used.append(threads)
+        time.sleep(seconds)
+        return pixels(self, inputs, threads=threads)
+
+    monkeypatch.setattr(ServedGenerator, "pixels", slow)
     return calls
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("arch", [TINY, ArchConfig()], ids=["tiny", "paper"])
-def test_rows_are_the_same_alone_and_in_any_batch(arch: ArchConfig) -> None:
-    assert is_batch_invariant(generator(arch), SPEC.input_dim, 64, CPU)
+def test_this_machine_serves_every_generator_batched(arch: ArchConfig, dtype: torch.dtype) -> None:
+    generator = served(arch, dtype=dtype)
+    assert generator.max_rows == 64 and generator.row_align in (1, ROW_ALIGN) and generator.batches_agree()
 
 
 def test_a_row_alone_gives_the_pixels_it_gives_in_a_batch() -> None:
-    net, x = generator(TINY), inputs(23)
-    alone = np.concatenate([generate_pixels(net, row, CPU) for row in x.split(1)])
-    assert np.array_equal(generate_pixels(net, x, CPU), alone)
+    generator, x = served(), inputs(23)
+    alone = np.concatenate([generator.pixels(row) for row in x.split(1)])
+    assert np.array_equal(generator.pixels(x), alone)
+
+
+def test_the_served_generator_computes_what_the_trained_one_does() -> None:
+    torch.manual_seed(0)
+    generator = build_networks(SPEC, ArchConfig())[0]
+    generator.train()(inputs(256, seed=1))  # BatchNorm statistics that are not the identity
+    generator.eval()
+    x = inputs(16, seed=2)
+    with torch.inference_mode():
+        expected = generator(x)
+    fp32 = serve_generator(generator, SPEC.input_dim, CPU, torch.float32, max_rows=16, threads=1).floats(x)
+    bf16 = serve_generator(generator, SPEC.input_dim, CPU, torch.bfloat16, max_rows=16, threads=1).floats(x)
+    assert torch.allclose(fp32, expected, atol=1e-5) and not torch.equal(bf16, fp32)
+    assert torch.allclose(bf16, expected, atol=0.1) and (bf16 - expected).abs().mean() < 0.01
 
 
 async def test_requests_that_arrive_together_share_one_generator_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = slowed(monkeypatch, 0.2)
+    threads: list[int] = []
+    calls = slowed(monkeypatch, 0.2, threads)
     with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(generator(TINY), CPU, executor, max_rows=64, max_wait_s=0, queue_limit=100)
+        batcher = Batcher(served(max_rows=64), executor, max_wait_s=0, queue_limit=100)
         batcher.start()
         first = asyncio.create_task(batcher.run(inputs(1)))
         await asyncio.sleep(0.05)  # the first request is on the inference thread now
@@ -73,12 +94,13 @@ async def test_requests_that_arrive_together_share_one_generator_call(monkeypatc
         await batcher.stop()
     assert calls == [1, 10] and (batcher.requests, batcher.batches) == (11, 2)
     assert all(pixels.shape == (1, 28, 28, 1) for pixels in rest)
+    assert threads == [2, 1]  # a request alone may use every thread; a batch leaves cores to HTTP
 
 
 async def test_a_batch_holds_at_most_max_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = slowed(monkeypatch, 0.05)
     with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(generator(TINY), CPU, executor, max_rows=4, max_wait_s=0.01, queue_limit=100)
+        batcher = Batcher(served(max_rows=4), executor, max_wait_s=0.01, queue_limit=100)
         batcher.start()
         await asyncio.gather(*(batcher.run(inputs(rows)) for rows in (1, 2, 3, 1, 9, 1)))
         await batcher.stop()
@@ -88,7 +110,7 @@ async def test_a_batch_holds_at_most_max_rows(monkeypatch: pytest.MonkeyPatch) -
 async def test_a_full_queue_refuses_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     slowed(monkeypatch, 0.2)
     with ThreadPoolExecutor(1) as executor:
-        batcher = Batcher(generator(TINY), CPU, executor, max_rows=1, max_wait_s=0, queue_limit=1)
+        batcher = Batcher(served(max_rows=1), executor, max_wait_s=0, queue_limit=1)
         batcher.start()
         running = asyncio.create_task(batcher.run(inputs(1)))
         await asyncio.sleep(0.05)
@@ -130,8 +152,19 @@ async def test_batched_and_unbatched_services_answer_the_same_bytes(tmp_path: Pa
 async def test_a_checkpoint_that_fails_the_check_is_served_unbatched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "is_batch_invariant", lambda *args: False)
+    monkeypatch.setattr(ServedGenerator, "batches_agree", lambda self: False)
     write_checkpoint(tmp_path / "mnist.safetensors")
     async with serve(settings_for(tmp_path)) as client:
         assert (await client.post("/generate", json={})).status_code == 200
         assert (await client.get("/healthz")).json()["checkpoints"]["mnist"]["batching"] is False
+
+
+async def test_the_etag_names_the_precision_the_bytes_came_from(tmp_path: Path) -> None:
+    write_checkpoint(tmp_path / "mnist.safetensors")
+    answers = []
+    for precision in ("fp32", "bf16"):
+        async with serve(settings_for(tmp_path, precision=precision)) as client:
+            answers.append((await client.post("/generate", json={"seed": 3})).headers["etag"])
+            health = (await client.get("/healthz")).json()["checkpoints"]["mnist"]
+            assert health["precision"] == {"fp32": "float32", "bf16": "bfloat16"}[precision]
+    assert answers[0] != answers[1]

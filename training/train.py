@@ -35,7 +35,7 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.latent import CategoricalCode, ContinuousCode, LatentBatch, LatentSpec
-from models.networks import ArchConfig
+from models.networks import PRECISIONS, ArchConfig, compute_dtype
 from models.sample import render_grid, traversal_codes
 from training.data import DATASETS, DataError, load_dataset
 from training.evaluate import categorical_accuracy, inference
@@ -61,7 +61,7 @@ class TrainConfig:
     info_trains_body: bool = True  # L_I also updates D's shared body, not only the Q head
     seed: int = 0
     device: str = "auto"  # auto: cuda, then mps, then cpu
-    precision: str = "auto"  # auto: bf16 autocast where native (see resolve_autocast); "fp32"; "bf16"
+    precision: str = "auto"  # auto: bf16 autocast where native (see models.networks.compute_dtype); "fp32"; "bf16"
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 1000
@@ -102,7 +102,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
 
 def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     device = resolve_device(config.device, ddp.local_rank)
-    autocast_dtype = resolve_autocast(config.precision, device)
+    autocast_dtype = compute_dtype(config.precision, device)
     out_dir = Path(config.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     latent = config.latent
@@ -158,7 +158,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
         real = data.images[order[start : start + config.batch_size]].to(device, non_blocking=True)
         codes = latent.sample(config.batch_size, batch_rng(config.seed, ddp.rank, step), device)
 
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
             fake = g_model(latent.build_input(codes))
 
             # (1) Update D and Q: maximize log D(x) + log(1 - D(G(z, c))) + lambda * L_I(G, Q)
@@ -170,7 +170,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
         (loss_d + info_d.weighted(config.lambda_cat, config.lambda_cont)).backward()
         opt_d.step()
 
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
             # (2) Update G: maximize log D(G(z, c)) + lambda * L_I(G, Q), the information term
             # pushing G to make its codes recoverable from the image
             fake_logits, q_fake = d_model(fake)
@@ -288,22 +288,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_autocast(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast, or None for fp32. `auto` picks bf16 where the hardware computes it natively:
-    CUDA devices that support it and CPUs with AVX-512 bf16 or AMX (1.6x faster per step on ours)."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "auto":
-        if device.type == "cuda":
-            native = torch.cuda.is_bf16_supported()
-        else:
-            native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        return torch.bfloat16 if native else None
-    raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-
-
 def _init_distributed(device: str) -> Distributed:
     """Join the process group that torchrun describes in the environment, if any."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -342,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head")
     add("--seed", type=int, default=defaults.seed)
     add("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps")
-    add("--precision", choices=("auto", "fp32", "bf16"), default=defaults.precision)
+    add("--precision", choices=PRECISIONS, default=defaults.precision)
     add("--noise-dim", type=_non_negative_int, default=defaults.latent.noise_dim)
     add("--noise-prior", choices=("uniform", "normal"), default=defaults.latent.noise_prior)
     add("--categorical", type=_positive_int, nargs="*", default=[10], help="categories per categorical code")
