@@ -163,3 +163,40 @@ def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys)
     config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
     assert (config.dataset, config.epochs, config.latent) == ("synthetic", 3, LatentSpec())
     assert not (tmp_path / "run").exists()
+
+
+def test_a_time_limit_stops_training_and_its_clock_carries_over_a_resume(tmp_path):
+    first = read_metadata(train(small_config(tmp_path, steps=100_000, minutes=0.01, log_every=2)))
+    assert 0 < first["step"] < 100_000 and first["step"] % 2 == 0  # the limit is checked as losses are logged
+    assert 0.6 <= first["train_seconds"] < 60
+    assert 0 <= first["metrics"]["categorical_accuracy"] <= 1  # a stopped run is evaluated and saved
+
+    resumed = small_config(tmp_path, steps=100_000, minutes=0.02, log_every=2)
+    second = read_metadata(train(resumed, resume=True))
+    assert second["step"] > first["step"] and second["train_seconds"] >= 1.2  # 0.6 s more, not 1.2 s more
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    clock = [r["train_s"] for r in records if "loss_d" in r]
+    assert clock == sorted(clock) and clock[-1] == second["train_seconds"]
+
+
+def test_evaluation_is_not_counted_as_training_time(tmp_path, monkeypatch):
+    import training.train as loop
+
+    def slow_accuracy(*args, **kwargs):
+        time.sleep(0.3)
+        return evaluate(*args, **kwargs)
+
+    evaluate = loop.categorical_accuracy
+    monkeypatch.setattr(loop, "categorical_accuracy", slow_accuracy)
+    started = time.perf_counter()
+    meta = read_metadata(train(small_config(tmp_path, steps=6, eval_every=2)))
+    assert meta["train_seconds"] < time.perf_counter() - started - 0.9  # three evaluations slept 0.9 s
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's own
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")  # dynamo's
+def test_compiling_the_networks_changes_the_speed_not_the_training(tmp_path):
+    eager = weights(train(small_config(tmp_path / "eager", steps=4, compile="off")))
+    compiled = weights(train(small_config(tmp_path / "compiled", steps=4, compile="on")))
+    assert eager.keys() == compiled.keys()
+    assert all(torch.allclose(eager[k].float(), compiled[k].float(), atol=1e-4) for k in eager)
