@@ -131,8 +131,7 @@ class Batcher:
     """Runs one generator on batches of queued requests, one batch at a time."""
 
     def __init__(self, generator: ServedGenerator, executor: Executor, *, max_wait_s: float, queue_limit: int) -> None:
-        self.generator, self.executor = generator, executor
-        self.max_rows, self.max_wait_s = generator.max_rows, max_wait_s
+        self.generator, self.executor, self.max_wait_s = generator, executor, max_wait_s
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_limit)
         self.requests = 0  # answered, for /healthz and the tests that check batching happens
         self.batches = 0
@@ -162,8 +161,8 @@ class Batcher:
             carried = None
             rows = len(batch[0].inputs)
             deadline = asyncio.get_running_loop().time() + self.max_wait_s
-            while rows < self.max_rows and (job := await self._next(deadline)) is not None:
-                if rows + len(job.inputs) > self.max_rows:
+            while rows < self.generator.max_rows and (job := await self._next(deadline)) is not None:
+                if rows + len(job.inputs) > self.generator.max_rows:
                     carried = job
                     break
                 batch.append(job)

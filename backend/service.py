@@ -38,7 +38,7 @@ class Service:
             "checkpoints": {
                 name: {
                     "precision": str(batcher.generator.dtype).removeprefix("torch."),
-                    "batching": batcher.max_rows > 1,
+                    "batching": batcher.generator.max_rows > 1,
                     "requests": batcher.requests,
                     "batches": batcher.batches,
                 }

@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))  # run as a script from anywhere
 
-from serve import checkpoint_folder, machine, server, server_command  # noqa: E402
+from serve import checkpoint_folder, print_header, server, server_command  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 # As tests/test_page.py launches it; without the networking flags Chromium calls out to Google.
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 2 <= args.moves <= 130:
         parser.error("--moves must be in 2..130 (each slider walks right from -1.25 and stops at 2)")
 
-    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {machine()}")
+    print_header()
     with checkpoint_folder() as (folder, which):
         print(f"model:   {which}")
         print(f"server:  {shlex.join(['uvicorn', *server_command('N')[1:]])}")

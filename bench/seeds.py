@@ -15,6 +15,7 @@ import platform
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,15 +28,20 @@ from training.train import CHECKPOINT_NAME
 THRESHOLDS = (0.90, 0.95)
 
 
-def time_to_accuracy(log: Path) -> dict[float, tuple[int, float] | None]:
-    """First logged (step, seconds since the first record) at which accuracy reached each threshold."""
-    records = [json.loads(line) for line in log.read_text().splitlines()]
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's log.jsonl."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def time_to_accuracy(records: list[dict[str, Any]]) -> dict[float, tuple[int, float] | None]:
+    """First logged (step, seconds) at which accuracy reached each threshold: seconds of training
+    (`train_s`) where the log has them, else wall-clock seconds since its first record."""
     start = records[0]["time"]
     reached: dict[float, tuple[int, float] | None] = dict.fromkeys(THRESHOLDS)
     for record in records:
         for threshold in THRESHOLDS:
             if reached[threshold] is None and record.get("categorical_accuracy", 0) >= threshold:
-                reached[threshold] = (record["step"], record["time"] - start)
+                reached[threshold] = (record["step"], record.get("train_s", record["time"] - start))
     return reached
 
 
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in args.runs:
         checkpoint = load_checkpoint(run / CHECKPOINT_NAME)
         metrics = evaluate(checkpoint, test, classifier)
-        reached = time_to_accuracy(run / "log.jsonl")
+        reached = time_to_accuracy(read_log(run / "log.jsonl"))
         rows.append(metrics)
         to = [f"{r[0]} steps, {r[1] / 60:.1f} min" if r else "not reached" for r in reached.values()]
         codes = [

@@ -166,6 +166,12 @@ async def throughput(url: str, clients: int, seconds: float) -> tuple[float, flo
     return done / (time.perf_counter() - start), (time.process_time() - cpu) * 1000 / max(done, 1)
 
 
+def print_header(device_note: str = "") -> None:
+    """The command and machine lines every benchmark prints first."""
+    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"machine: {machine()}{device_note}")
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
@@ -182,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     requests, grids, seconds = (20, 5, 1.0) if args.quick else (300, 60, 8.0)
 
-    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {machine()}")
+    print_header()
     with checkpoint_folder() as (folder, which):
         print(f"model:   {which}")
         print(f"server:  {shlex.join(['uvicorn', *server_command('N')[1:]])}")

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,14 +35,13 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from serve import machine  # noqa: E402
+from seeds import THRESHOLDS, read_log, time_to_accuracy  # noqa: E402
+from serve import print_header  # noqa: E402
 
 from models import ArchConfig, LatentBatch, LatentSpec, build_networks  # noqa: E402
 from models.networks import compute_dtype  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.train import TrainConfig, resolve_device, train  # noqa: E402
-
-THRESHOLDS = (0.90, 0.95)
 
 
 class DigitImages(Dataset):
@@ -100,12 +98,16 @@ def baseline_images_per_s(device: torch.device, steps: int, latent: LatentSpec, 
     return seen / (time.perf_counter() - started)
 
 
+def logged_run(config: TrainConfig) -> list[dict[str, Any]]:
+    """Train as configured in a scratch folder; the run's log records."""
+    with tempfile.TemporaryDirectory() as folder:
+        train(dataclasses.replace(config, out_dir=folder))
+        return read_log(Path(folder) / "log.jsonl")
+
+
 def fast_images_per_s(config: TrainConfig) -> float:
     """training.train's own rate between its first and last loss records (compilation excluded)."""
-    with tempfile.TemporaryDirectory() as folder:
-        run = dataclasses.replace(config, out_dir=folder)
-        train(run)
-        records = [r for r in map(json.loads, (Path(folder) / "log.jsonl").read_text().splitlines()) if "loss_d" in r]
+    records = [r for r in logged_run(config) if "loss_d" in r]
     first, last = records[0], records[-1]
     return (last["step"] - first["step"]) * config.batch_size / (last["train_s"] - first["train_s"])
 
@@ -139,16 +141,6 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 2048) -> f
     return 2 * size**3 / best
 
 
-def time_to_accuracy(config: TrainConfig) -> tuple[dict[float, float | None], float]:
-    """({threshold: training seconds when first reached, or None}, final accuracy) of one run."""
-    with tempfile.TemporaryDirectory() as folder:
-        train(dataclasses.replace(config, out_dir=folder))
-        log = (Path(folder) / "log.jsonl").read_text().splitlines()
-    evaluations = [r for r in map(json.loads, log) if "categorical_accuracy" in r]
-    reached = {t: next((r["train_s"] for r in evaluations if r["categorical_accuracy"] >= t), None) for t in THRESHOLDS}
-    return reached, evaluations[-1]["categorical_accuracy"]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -174,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         sample_every=10**9,
         checkpoint_every=10**9,
     )
-    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"machine: {machine()}; device {device}, {torch.get_num_threads()} torch threads")
+    print_header(f"; device {device}, {torch.get_num_threads()} torch threads")
 
     baseline = baseline_images_per_s(device, args.steps, latent, arch)
     fast_rate = fast_images_per_s(fast)
@@ -207,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         run = dataclasses.replace(
             fast, seed=seed, steps=None, epochs=1000, minutes=args.minutes, eval_every=args.eval_every
         )
-        reached, final = time_to_accuracy(run)
+        records = logged_run(run)
+        reached = {t: None if r is None else r[1] for t, r in time_to_accuracy(records).items()}
+        final = [r for r in records if "categorical_accuracy" in r][-1]["categorical_accuracy"]
         results.append((reached, final))
         cells = " | ".join("not reached" if reached[t] is None else f"{reached[t]:.0f}" for t in THRESHOLDS)
         print(f"| {seed} | {cells} | {final:.4f} |", flush=True)

@@ -195,7 +195,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
         step += 1
         progress.update(1)
         if config.minutes is not None and step % config.log_every == 0:
-            out_of_time = _agree(clock.seconds() >= config.minutes * 60, ddp)
+            out_of_time = _agree(clock.seconds() >= config.minutes * 60, ddp, device)
         done = step == total_steps or out_of_time
         if ddp.world_size > 1 and (step % config.checkpoint_every == 0 or done):
             average_buffers(generator, discriminator)
@@ -284,11 +284,11 @@ def use_compile(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
-def _agree(flag: bool, ddp: Distributed) -> bool:
+def _agree(flag: bool, ddp: Distributed, device: torch.device) -> bool:
     """True on every process when it is true on any, so all stop at the same step."""
     if ddp.world_size == 1:
         return flag
-    value = torch.tensor(float(flag), device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    value = torch.tensor(float(flag), device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
