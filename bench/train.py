@@ -41,7 +41,7 @@ from serve import print_header  # noqa: E402
 from models import ArchConfig, LatentBatch, LatentSpec, build_networks  # noqa: E402
 from models.networks import compute_dtype  # noqa: E402
 from training.data import load_dataset  # noqa: E402
-from training.train import TrainConfig, resolve_device, train  # noqa: E402
+from training.train import TrainConfig, frozen, resolve_device, train  # noqa: E402
 
 
 class DigitImages(Dataset):
@@ -113,7 +113,9 @@ def fast_images_per_s(config: TrainConfig) -> float:
 
 
 def flops_per_image(device: torch.device, latent: LatentSpec, arch: ArchConfig, batch: int = 64) -> float:
-    """Model FLOPs of one training step (G forward, D on real and fake, D and G backward) per image."""
+    """Model FLOPs of one training step (G forward, D on real and fake, D and G backward) per image:
+    the work the algorithm needs, so not the gradients of D's weights in G's step, which the
+    baseline computes and throws away."""
     generator, discriminator = (net.to(device) for net in build_networks(latent, arch))
     real = torch.zeros(batch, 1, 28, 28, device=device)
     with FlopCounterMode(display=False) as counter:
@@ -121,7 +123,8 @@ def flops_per_image(device: torch.device, latent: LatentSpec, arch: ArchConfig, 
         real_logits, _ = discriminator(real)
         fake_logits, q = discriminator(fake.detach())
         (real_logits.sum() + fake_logits.sum() + q.sum()).backward()
-        fake_logits, q = discriminator(fake)
+        with frozen(discriminator):
+            fake_logits, q = discriminator(fake)
         (fake_logits.sum() + q.sum()).backward()
     return counter.get_total_flops() / batch
 

@@ -110,18 +110,35 @@ class Discriminator(nn.Module):
             nn.Linear(arch.q_fc, q_output_dim),
         )
 
-    def forward(self, images: torch.Tensor, *, detach_q: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, *, detach_q: bool = False, groups: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (real/fake logits (B,), Q parameters (B, q_output_dim)).
 
         `detach_q` stops Q's gradient at the shared body, for the ablation where the information
-        term trains the Q head only."""
-        features = self.body(images)  # (B, d_fc)
+        term trains the Q head only. `groups` > 1 takes that many equal batches stacked into one
+        (real and fake images, say): one pass with bigger matmuls, while every batch norm still
+        normalises each batch by its own statistics, so outputs and running statistics are those
+        of separate calls in order."""
+        features = run_grouped(self.body, images, groups)  # (B, d_fc)
         q_input = features.detach() if detach_q else features
-        return self.d_head(features).squeeze(1), self.q_head(q_input)
+        return self.d_head(features).squeeze(1), run_grouped(self.q_head, q_input, groups)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Q's parameters for images in [-1, 1]: (B, q_output_dim)."""
         return self.q_head(self.body(images))
+
+
+def run_grouped(layers: nn.Sequential, x: torch.Tensor, groups: int) -> torch.Tensor:
+    """`layers` on `groups` batches stacked along dimension 0, each batch norm applied batch by batch."""
+    if groups == 1:
+        return layers(x)
+    for layer in layers:
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            x = torch.cat([layer(batch) for batch in x.chunk(groups)])
+        else:
+            x = layer(x)
+    return x
 
 
 def fold_batch_norm(layers: list[nn.Module]) -> nn.Sequential:

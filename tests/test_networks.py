@@ -103,6 +103,25 @@ def test_without_detach_q_the_q_gradient_reaches_the_shared_body() -> None:
     assert all(p.grad is not None and p.grad.any() for p in discriminator.body.parameters())
 
 
+def test_a_grouped_pass_equals_separate_passes_batch_norm_statistics_included() -> None:
+    """Training runs D once on real and fake stacked together; each batch must still be
+    normalised by its own statistics, as two calls would, and the running statistics must end
+    where the two calls in order leave them."""
+    _, grouped = networks(TINY)
+    _, separate = networks(TINY)
+    real, fake = images(TINY, 8), images(TINY, 8).flip(0) * 0.5
+
+    logits, q = grouped(torch.cat([real, fake]), groups=2)
+    pairs = [separate(batch) for batch in (real, fake)]
+
+    torch.testing.assert_close(logits, torch.cat([logit for logit, _ in pairs]))
+    torch.testing.assert_close(q, torch.cat([q for _, q in pairs]))
+    torch.testing.assert_close(grouped.state_dict(), separate.state_dict())
+    # Normalising the stacked batch as one would give other outputs: the test can tell.
+    ungrouped, _ = networks(TINY)[1](torch.cat([real, fake]))
+    assert not torch.allclose(ungrouped, logits)
+
+
 @pytest.mark.parametrize(
     "image_size",
     [

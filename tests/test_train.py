@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint, read_metadata
+from models.checkpoint import build_networks, load_checkpoint, read_metadata
 from models.latent import LatentSpec
 from models.networks import ArchConfig
-from training.train import TrainConfig, main, train
+from training.train import TrainConfig, frozen, main, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ArchConfig(g_fc=64, g_conv=32, d_conv=16, d_fc=64, q_fc=32)
@@ -200,3 +200,19 @@ def test_compiling_the_networks_changes_the_speed_not_the_training(tmp_path):
     compiled = weights(train(small_config(tmp_path / "compiled", steps=4, compile="on")))
     assert eager.keys() == compiled.keys()
     assert all(torch.allclose(eager[k].float(), compiled[k].float(), atol=1e-4) for k in eager)
+
+
+def test_the_generator_step_passes_gradients_through_a_frozen_discriminator_without_its_own():
+    """G's step needs dL/dG through D, not D's weight gradients (D's optimizer has stepped)."""
+    torch.manual_seed(0)
+    latent = LatentSpec(noise_dim=16)
+    generator, discriminator = build_networks(latent, SMALL)
+    codes = latent.sample(4, generator=torch.Generator().manual_seed(0))
+
+    with frozen(discriminator):
+        logits, q = discriminator(generator(latent.build_input(codes)))
+    (logits.sum() + q.sum()).backward()
+
+    assert all(p.grad is not None and p.grad.any() for p in generator.parameters())
+    assert all(p.grad is None for p in discriminator.parameters())
+    assert all(p.requires_grad for p in discriminator.parameters())  # D trains again in its own step

@@ -142,13 +142,15 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     generator.train()
     discriminator.train()
 
-    g_model, d_model = generator, discriminator
+    maybe_compile = torch.compile if use_compile(config.compile, device) else lambda module: module
+    # G's step runs D with D's weights frozen: their gradients would be thrown away, so skipping
+    # them saves a twelfth of the FLOPs of a step, and (under DDP) a gradient all-reduce
+    d_frozen = maybe_compile(discriminator)
+    g_model, d_model = maybe_compile(generator), d_frozen
     if ddp.world_size > 1:
         device_ids = [device.index] if device.type == "cuda" else None
-        g_model = DistributedDataParallel(generator, device_ids=device_ids)
-        d_model = DistributedDataParallel(discriminator, device_ids=device_ids)
-    if use_compile(config.compile, device):
-        g_model, d_model = torch.compile(g_model), torch.compile(d_model)
+        g_model = maybe_compile(DistributedDataParallel(generator, device_ids=device_ids))
+        d_model = maybe_compile(DistributedDataParallel(discriminator, device_ids=device_ids))
 
     if ddp.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,8 +177,10 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             fake = g_model(latent.build_input(codes))
 
             # (1) Update D and Q: maximize log D(x) + log(1 - D(G(z, c))) + lambda * L_I(G, Q)
-            real_logits, _ = d_model(real)
-            fake_logits, q_fake = d_model(fake.detach(), detach_q=not config.info_trains_body)
+            # real and fake in one pass (batch norms still see them apart): bigger, faster matmuls
+            both = torch.cat([real, fake.detach()])
+            logits, q_both = d_model(both, detach_q=not config.info_trains_body, groups=2)
+            (real_logits, fake_logits), q_fake = logits.chunk(2), q_both[len(real) :]
             info_d = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
             loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
         opt_d.zero_grad(set_to_none=True)
@@ -186,7 +190,8 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
             # (2) Update G: maximize log D(G(z, c)) + lambda * L_I(G, Q), the information term
             # pushing G to make its codes recoverable from the image
-            fake_logits, q_fake = d_model(fake)
+            with frozen(discriminator):
+                fake_logits, q_fake = d_frozen(fake)
             info_g = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
             loss_g = generator_loss(fake_logits.float())
         opt_g.zero_grad(set_to_none=True)
@@ -227,7 +232,9 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                 }
                 record = {"step": step, "epoch": step / steps_per_epoch, "train_s": seconds}
                 log.write({**record, "categorical_accuracy": accuracy})
-                progress.write(f"step {step} ({seconds:.0f} s of training): categorical accuracy {accuracy:.4f}")
+                progress.write(
+                    f"step {step} ({seconds:.0f} s of training): categorical accuracy {accuracy:.4f}", file=sys.stderr
+                )
                 shown["acc"] = f"{accuracy:.3f}"
                 progress.set_postfix(shown, refresh=False)
             if step % config.sample_every == 0 or done:
@@ -246,6 +253,16 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                 )
     progress.close()
     return checkpoint_path
+
+
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[None]:
+    """Run `module` without recording gradients for its weights; gradients still flow through it."""
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)
 
 
 class TrainingClock:
