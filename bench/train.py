@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"\ntime to categorical accuracy, fast path, {args.minutes:g} min of training per seed:")
-    print("\n| seed | to 0.90 (s) | to 0.95 (s) | final accuracy |")
-    print("| ---: | ---: | ---: | ---: |")
+    print("\n| seed | to 0.90 (s) | to 0.95 (s) | final accuracy | steps |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
     results = []
     for seed in args.seeds:
         run = dataclasses.replace(
@@ -203,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         records = logged_run(run)
         reached = {t: None if r is None else r[1] for t, r in time_to_accuracy(records).items()}
-        final = [r for r in records if "categorical_accuracy" in r][-1]["categorical_accuracy"]
+        last = [r for r in records if "categorical_accuracy" in r][-1]
+        final = last["categorical_accuracy"]
         results.append((reached, final))
         cells = " | ".join("not reached" if reached[t] is None else f"{reached[t]:.0f}" for t in THRESHOLDS)
-        print(f"| {seed} | {cells} | {final:.4f} |", flush=True)
+        print(f"| {seed} | {cells} | {final:.4f} | {last['step']} |", flush=True)
     for threshold in THRESHOLDS:
         times = [reached[threshold] if reached[threshold] is not None else float("inf") for reached, _ in results]
         median = statistics.median(times)
