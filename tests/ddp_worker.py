@@ -45,3 +45,7 @@ torch.save(weights(built), out_dir / f"rank{rank}.pt")
 if rank == 0:
     torch.manual_seed(config.seed)  # train() seeds this way right before building its networks
     torch.save(weights(original_build_networks(config.latent, config.arch)), out_dir / "initial.pt")
+# Skip interpreter finalisation: in about 1 run in 60 on our 2-core machine a worker aborted
+# there ("terminate called without an active exception", gloo) after every file was written.
+# What this test checks is in the files; the abort is noted in the issue tracker.
+os._exit(0)
