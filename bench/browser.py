@@ -24,19 +24,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))  # run as a script from anywhere
+sys.path.insert(0, str(REPO / "tests"))  # the page tests' Chromium launch
 
+from chromium import launch_chromium  # noqa: E402
 from serve import checkpoint_folder, print_header, server, server_command  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-# As tests/test_page.py launches it; without the networking flags Chromium calls out to Google.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 START = -1.25  # both sliders start here and walk right: 50 moves reach +1.25, never a value twice
 WARMUP = 10
 
@@ -55,7 +47,7 @@ def run(url: str, moves: int) -> tuple[list[float], list[float], str]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{url}/?seed=1&continuous={START},{START}")
         page.wait_for_selector("#image[data-state=ready]")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from chromium import CHROMIUM, launch_chromium
 from service_helpers import LABELS, REPO, free_port, uvicorn_process, venv_executable, write_checkpoint
 
 from models import LatentSpec
@@ -25,16 +26,6 @@ try:
 except ImportError:  # reported by the browser fixture: a failure in CI, a skip elsewhere
     sync_playwright = None
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's own download cannot work here
-# Without the background-networking flags Chromium tries to reach Google, which is closed here.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = REPO / "test-artifacts"
 # A second spec, so that nothing about the controls can be hard-coded: two categorical codes
 # without labels, three continuous codes with a normal prior and an off-centre training range.
@@ -79,7 +70,7 @@ def browser() -> Iterator[Browser]:
             pytest.fail(f"browser tests cannot run: {problem}; CI must run them (.ci/run installs chromium)")
         pytest.skip(f"browser tests need Chromium and Playwright: {problem}")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 
