@@ -1,4 +1,4 @@
-"""Serving benchmark: latency and throughput of the explorer over loopback HTTP (DESIGN.md, "Metrics").
+"""Serving benchmark: latency and throughput of the explorer over loopback HTTP (docs/design.md, "Metrics").
 
     .venv/bin/python bench/serve.py            # about three minutes
     .venv/bin/python bench/serve.py --quick    # a smoke run of a few seconds
