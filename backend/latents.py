@@ -9,13 +9,13 @@ canonical description of everything its bytes depend on, which names it in the E
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from fastapi.exceptions import RequestValidationError
 
 from backend.registry import Model, Registry
+from backend.render import Picture
 from backend.schemas import CodeRef, FixedCodes, GenerateRequest, GifRequest, GridRequest, Noise, Sweep
 from backend.settings import Settings
 from models import LatentBatch, LatentSpec
@@ -24,21 +24,6 @@ from models.render import GRID_PAD
 
 class NoModel(Exception):
     """No checkpoint is loaded at all: a 503, since the fix is on the server side."""
-
-
-@dataclass(frozen=True)
-class Picture:
-    """What to draw: generator inputs, how their images are laid out, and the picture's identity."""
-
-    kind: Literal["image", "grid", "gif"]
-    model: Model
-    inputs: torch.Tensor  # (rows * cols, input_dim), row-major
-    rows: int
-    cols: int
-    scale: int
-    key: str  # canonical JSON of everything the bytes depend on
-    duration_ms: int = 0
-    bounce: bool = False
 
 
 class _Errors:

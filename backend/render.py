@@ -1,22 +1,41 @@
-"""Generator pixels to answer bytes (PNG, grid PNG, GIF) and the ETag that names them.
+"""What to draw (a `Picture`), its generator pixels as answer bytes (PNG, grid PNG, GIF), and the
+ETag that names them.
 
 Pure functions: the same picture gives the same bytes, which is what lets the ETag be computed
-from the request alone, before any inference. Never imports FastAPI.
+from the request alone, before any inference. Never imports FastAPI: drawing does not depend
+on the web layer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 
-from backend.latents import Picture
+from backend.registry import Model
 from models.render import GRID_PAD, png_bytes, tile, to_image
 
 RENDER_VERSION = 2  # bump when the same request would give different bytes
 MEDIA_TYPES = {"image": "image/png", "grid": "image/png", "gif": "image/gif"}
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What to draw: generator inputs, how their images are laid out, and the picture's identity."""
+
+    kind: Literal["image", "grid", "gif"]
+    model: Model
+    inputs: torch.Tensor  # (rows * cols, input_dim), row-major
+    rows: int
+    cols: int
+    scale: int
+    key: str  # canonical JSON of everything the bytes depend on
+    duration_ms: int = 0
+    bounce: bool = False
 
 
 def etag(picture: Picture, kernels: str) -> str:

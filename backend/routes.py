@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse, Response
 
 from backend import encode as encoding
 from backend.inference import encode_images
-from backend.latents import Picture, choose_model, gif_picture, grid_picture, image_picture
-from backend.render import MEDIA_TYPES, etag, render
+from backend.latents import choose_model, gif_picture, grid_picture, image_picture
+from backend.render import MEDIA_TYPES, Picture, etag, render
 from backend.schemas import CheckpointInfo, EncodeResponse, GenerateRequest, GifRequest, GridRequest
 from backend.service import Service
 

@@ -1,6 +1,9 @@
-"""Specification of models.render: tensors to uint8, grids, and deterministic PNG bytes."""
+"""Specification of models.render: tensors to uint8, grids, and deterministic PNG bytes; and of
+backend.render's place apart from the web layer."""
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -166,3 +169,14 @@ def test_png_upscaling_is_nearest_neighbour_blocks(channels: int) -> None:
 def test_png_rejects_a_scale_below_1(scale: int) -> None:
     with pytest.raises(ValueError, match="scale must be >= 1"):
         png_bytes(picture(1), scale=scale)
+
+
+# --- backend.render ---------------------------------------------------------------------------
+
+
+def test_backend_render_does_not_import_the_web_framework() -> None:
+    # A fresh interpreter: in this one the API tests may already have imported FastAPI.
+    code = "import sys, backend.render; print('fastapi' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == "False"
