@@ -2,6 +2,8 @@
 
 Names are file stems and are only ever looked up in the loaded dict, so no request can turn a
 name into a path. A file that fails to load is logged and reported, never fatal for the others.
+Reports name a file by its folder's name and its own (`pretrained/mnist.safetensors`): a public
+service shows no more of its file system than that; the log has full paths.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ def load_registry(folders: tuple[Path, ...], device: torch.device) -> Registry:
     registry = Registry()
     for folder in folders:
         if not folder.is_dir():
-            registry.errors.append({"file": str(folder), "error": "no such folder"})
+            registry.errors.append({"file": shown(folder), "error": "no such folder"})
             continue
         for path in sorted(folder.glob("*.safetensors")):
+            file = shown(folder, path.name)
             if path.stem in registry.models:
                 taken = registry.models[path.stem].path
-                registry.errors.append({"file": str(path), "error": f"name {path.stem!r} is taken by {taken}"})
+                message = f"name {path.stem!r} is taken by {shown(taken.parent, taken.name)}"
+                registry.errors.append({"file": file, "error": message})
                 continue
             try:
                 checkpoint = load_checkpoint(path, device=device)
@@ -51,15 +55,22 @@ def load_registry(folders: tuple[Path, ...], device: torch.device) -> Registry:
                 info = describe(path.stem, checkpoint, sha256)  # odd metadata fails here, not in a request
             except Exception as error:  # any broken file is skipped, whatever the library raised
                 log.warning("skipping %s: %s", path, error, exc_info=not isinstance(error, CheckpointError))
-                registry.errors.append({"file": str(path), "error": str(error) or type(error).__name__})
+                message = (str(error) or type(error).__name__).replace(str(path), file)
+                registry.errors.append({"file": file, "error": message})
                 continue
             registry.models[path.stem] = Model(path.stem, path, checkpoint, sha256, info)
             log.info("loaded checkpoint %r from %s", path.stem, path)
     return registry
 
 
+def shown(folder: Path, file: str | None = None) -> str:
+    """How reports name a checkpoint folder, or a file in it: from the folder's own name down."""
+    name = folder.resolve().name
+    return f"{name}/{file}" if file else name
+
+
 def describe(name: str, checkpoint: Checkpoint, sha256: str) -> CheckpointInfo:
-    """The /api/checkpoints entry (DESIGN.md, "REST API"), plus fields the page may use."""
+    """The /api/checkpoints entry (docs/design.md, "REST API"), plus fields the page may use."""
     meta, arch = checkpoint.meta, checkpoint.arch
     labels = meta.get("category_labels")
     return CheckpointInfo(

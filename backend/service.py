@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from backend.inference import Batcher, serve_generator
-from backend.registry import Registry, load_registry
+from backend.registry import Registry, load_registry, shown
 from backend.settings import Settings
 from models.networks import compute_dtype
 
@@ -34,7 +34,7 @@ class Service:
         body: dict[str, Any] = {
             "status": "ok" if self.registry.models else "unavailable",
             "device": str(self.device),
-            "folders": [str(folder) for folder in self.settings.checkpoint_dir],
+            "folders": [shown(folder) for folder in self.settings.checkpoint_dir],
             "checkpoints": {
                 name: {
                     "precision": str(batcher.generator.dtype).removeprefix("torch."),

@@ -1,4 +1,4 @@
-"""Specification of the REST API (DESIGN.md, "REST API") against the app in-process."""
+"""Specification of the REST API (docs/design.md, "REST API") against the app in-process."""
 
 from __future__ import annotations
 
@@ -59,14 +59,20 @@ async def test_healthz_names_checkpoints_and_skipped_files(folder: Path) -> None
         assert response.status_code == 200
         assert list(response.json()["checkpoints"]) == ["mnist"]
         (error,) = response.json()["errors"]
-        assert error["file"].endswith("broken.safetensors") and "not a readable safetensors file" in error["error"]
+        assert error["file"] == f"{folder.name}/broken.safetensors"
+        assert error["error"].startswith(f"{folder.name}/broken.safetensors: not a readable safetensors file")
+        assert response.json()["folders"] == [folder.name]
+        assert str(folder.parent) not in response.text  # a public service does not show its file system
         assert [entry["name"] for entry in (await client.get("/api/checkpoints")).json()] == ["mnist"]
 
 
 async def test_without_checkpoints_healthz_is_503_and_generate_says_why(tmp_path: Path) -> None:
-    async with serve(settings_for(tmp_path)) as client:
+    missing = tmp_path / "gone"
+    async with serve(settings_for(tmp_path).model_copy(update={"checkpoint_dir": (tmp_path, missing)})) as client:
         health = await client.get("/healthz")
         assert health.status_code == 503 and "no valid checkpoint" in health.json()["detail"]
+        assert health.json()["errors"] == [{"file": "gone", "error": "no such folder"}]
+        assert str(tmp_path.parent) not in health.text
         assert (await client.get("/api/checkpoints")).json() == []
         response = await client.post("/generate", json={})
         assert response.status_code == 503 and "/healthz" in response.json()["detail"]
@@ -140,7 +146,10 @@ async def test_several_folders_are_served_and_the_first_wins_a_name(folder: Path
     async with serve(settings_for(folder).model_copy(update={"checkpoint_dir": (folder, extra)})) as client:
         assert [e["name"] for e in (await client.get("/api/checkpoints")).json()] == ["mnist", "trained"]
         (error,) = (await client.get("/healthz")).json()["errors"]
-        assert "name 'mnist' is taken" in error["error"]
+        assert error == {
+            "file": "volume/mnist.safetensors",
+            "error": f"name 'mnist' is taken by {folder.name}/mnist.safetensors",
+        }
 
 
 async def test_grid_is_rows_of_seeds_by_columns_of_values(client: httpx.AsyncClient) -> None:
