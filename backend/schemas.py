@@ -1,4 +1,4 @@
-"""Bodies of the REST API (DESIGN.md, "REST API"); requests carry the bounds that hold for any model.
+"""Bodies of the REST API (docs/design.md, "REST API"); requests carry the bounds that hold for any model.
 
 Checks that depend on the chosen checkpoint or on the settings (list lengths, category ranges,
 the value cap, scale and grid limits) happen in backend/latents.py and answer in the same

@@ -1,4 +1,4 @@
-// The REST API client (DESIGN.md, "REST API") and the live image feed that slider drags drive.
+// The REST API client (docs/design.md, "REST API") and the live image feed that slider drags drive.
 
 /** An answer other than 2xx, or no answer at all (status 0); `message` is the service's own words. */
 export class ApiError extends Error {
