@@ -12,8 +12,17 @@ from backend import encode as encoding
 from backend.inference import encode_images
 from backend.latents import choose_model, gif_picture, grid_picture, image_picture
 from backend.render import MEDIA_TYPES, Picture, etag, render
-from backend.schemas import CheckpointInfo, EncodeResponse, GenerateRequest, GifRequest, GridRequest
+from backend.schemas import (
+    MAX_SEED,
+    CheckpointInfo,
+    EncodeResponse,
+    GenerateRequest,
+    GifRequest,
+    GridRequest,
+    Limits,
+)
 from backend.service import Service
+from models.render import GRID_PAD
 
 # The bytes are a pure function of the request and the checkpoint file (whose sha256 is in the
 # ETag), so caches may keep them for good.
@@ -49,6 +58,13 @@ async def json_only(request: Request) -> None:
 async def checkpoints(service: ServiceDep) -> list[CheckpointInfo]:
     """The loaded checkpoints and their latent specs, first one first (the default)."""
     return [model.info for model in service.registry.models.values()]
+
+
+@router.get("/api/limits", response_model=Limits)
+async def limits(service: ServiceDep) -> Limits:
+    """The service's limits (its INFOGAN_* settings) and the grid layout: what a request may ask."""
+    settings = service.settings.model_dump()  # Limits keeps the fields it names
+    return Limits.model_validate({**settings, "max_seed": MAX_SEED, "grid_pad": GRID_PAD})
 
 
 @router.get("/healthz")

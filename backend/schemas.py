@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]  # what a JavaScript number holds exactly, and torch accepts
+MAX_SEED = 2**31 - 1  # what a JavaScript number holds exactly, and torch accepts
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 CHECKPOINT_FIELD = Field(None, max_length=200, description="a name from /api/checkpoints; default: the first")
 
 
@@ -99,6 +100,21 @@ class CheckpointInfo(BaseModel):
     category_labels: list[str] | None = None  # the digit each category of the first code learned
     step: int | None = None
     sha256: str
+
+
+class Limits(BaseModel):
+    """`GET /api/limits`: the bounds requests are checked against, so that a client (the page)
+    reads them instead of copying them."""
+
+    max_seed: int = Field(description="the largest noise seed")
+    value_cap: float = Field(description="the largest |value| of a continuous code or of noise")
+    max_scale: int = Field(description="the largest upscaling factor")
+    max_grid: int = Field(description="the most rows, and the most columns, of a grid")
+    grid_pad: int = Field(description="pixels between a grid's cells and around them, at scale 1")
+    max_frames: int = Field(description="the most frames of a GIF")
+    max_side: int = Field(description="the most pixels on either side of an answer image")
+    max_body_bytes: int = Field(description="the largest request body")
+    max_image_pixels: int = Field(description="the most pixels (width x height) of an image sent to /encode")
 
 
 class CategoricalEstimate(BaseModel):

@@ -52,6 +52,28 @@ async def test_checkpoints_list_the_contract_fields(client: httpx.AsyncClient) -
     assert entry["category_labels"] == LABELS
 
 
+async def test_limits_report_the_settings_a_request_is_checked_against(folder: Path) -> None:
+    async with serve(settings_for(folder, max_grid=8, value_cap=3)) as client:
+        limits = (await client.get("/api/limits")).json()
+        assert limits == {
+            "max_seed": 2**31 - 1,
+            "value_cap": 3.0,
+            "max_scale": 16,
+            "max_grid": 8,
+            "grid_pad": 2,
+            "max_frames": 64,
+            "max_side": 2048,
+            "max_body_bytes": 2_000_000,
+            "max_image_pixels": 4096 * 4096,
+        }
+        rows = {"seeds": list(range(limits["max_grid"])), "values": [0]}
+        cells = picture(await client.post("/generate/grid", json=rows))
+        assert cells.shape == (8 * (28 + limits["grid_pad"]) + limits["grid_pad"], 28 + 2 * limits["grid_pad"])
+        too_many = await client.post("/generate/grid", json={**rows, "seeds": list(range(9))})
+        assert too_many.status_code == 422 and "1..8 rows" in too_many.text
+        assert "/api/limits" in (await client.get("/openapi.json")).json()["paths"]
+
+
 async def test_healthz_names_checkpoints_and_skipped_files(folder: Path) -> None:
     (folder / "broken.safetensors").write_bytes(b"\x00" * 20)
     async with serve(settings_for(folder)) as client:
