@@ -11,6 +11,7 @@ import base64
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -50,15 +51,23 @@ def browser_problem() -> str | None:
     return None
 
 
+@contextmanager
+def explorer(folder: Path, **settings: str) -> Iterator[str]:
+    """uvicorn serving the page and the checkpoints in `folder` on a loopback port; `settings` are
+    more INFOGAN_* variables."""
+    port = free_port()
+    command = [venv_executable("uvicorn"), "backend.app:app", "--host", "127.0.0.1", "--port", str(port)]
+    env = {"INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_FRONTEND_DIR": str(REPO / "frontend"), **settings}
+    with uvicorn_process([*command, "--no-access-log"], env, port, folder / "uvicorn.log") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("checkpoints")
     write_checkpoint(folder / "mnist.safetensors")  # the first, so the default
     write_checkpoint(folder / "wide.safetensors", seed=1, latent=WIDE, meta={"dataset": "synthetic"})
-    port = free_port()
-    command = [venv_executable("uvicorn"), "backend.app:app", "--host", "127.0.0.1", "--port", str(port)]
-    env = {"INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_FRONTEND_DIR": str(REPO / "frontend")}
-    with uvicorn_process([*command, "--no-access-log"], env, port, folder / "uvicorn.log") as url:
+    with explorer(folder) as url:
         yield url
 
 
@@ -81,16 +90,25 @@ def console() -> list[str]:
     return []
 
 
-@pytest.fixture
-def page(browser: Browser, service: str, console: list[str]) -> Iterator[Page]:
-    context = browser.new_context(base_url=service, viewport={"width": 1280, "height": 900})
+@contextmanager
+def page_of(browser: Browser, url: str, console: list[str]) -> Iterator[Page]:
+    """A page in a fresh browser context on the service at `url`; it must log no errors."""
+    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: console.append(f"uncaught: {error}"))
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
     assert console == [], "the page logged errors"
+
+
+@pytest.fixture
+def page(browser: Browser, service: str, console: list[str]) -> Iterator[Page]:
+    with page_of(browser, service, console) as page:
+        yield page
 
 
 # ---- helpers ----
@@ -424,6 +442,26 @@ def test_traversal_grid_animation_and_downloads(page: Page) -> None:
     page.click("#play")
     expect(page.locator("#play")).to_have_attribute("aria-pressed", "false")
     settled(page, 0)
+
+
+def test_the_page_keeps_to_the_services_grid_limit(browser: Browser, console: list[str], tmp_path: Path) -> None:
+    write_checkpoint(tmp_path / "mnist.safetensors")
+    with explorer(tmp_path, INFOGAN_MAX_GRID="8") as url, page_of(browser, url, console) as page:
+        open_page(page, "?rows=12")
+        expect(page.locator("#messages [data-source=link]")).to_contain_text('rows must be in 1..8, got "12"')
+        assert page.get_attribute("#rows", "max") == "8"
+        grid = page.locator("#grid[data-state=ready]")
+        expect(grid).to_be_visible()
+        columns = page.eval_on_selector_all("#grid-columns span", "nodes => nodes.map(n => n.textContent)")
+        assert len(columns) == 8 and (columns[0], columns[-1]) == ("-2", "2")  # the page's 9, cut to 8
+
+        page.fill("#rows", "8")
+        page.locator("#rows").blur()
+        page.wait_for_function("() => document.getElementById('grid').naturalHeight === (8 * 30 + 2) * 2")
+        assert "rows=8" in page.url
+        page.fill("#rows", "9")
+        page.locator("#rows").blur()
+        expect(page.locator("#rows")).to_have_value("8")  # refused: the field shows the rows in use
 
 
 # ---- errors ----

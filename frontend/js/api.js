@@ -45,6 +45,11 @@ export async function checkpoints() {
   return (await call("/api/checkpoints")).json();
 }
 
+/** What a request may ask: grid rows and columns, scales, frames, the largest seed... */
+export async function limits() {
+  return (await call("/api/limits")).json();
+}
+
 /** `GET /generate?query`: a URL, so the browser's HTTP cache answers a state seen before. */
 export async function image(query, signal) {
   return (await call(`/generate?${query}`, { signal })).blob();

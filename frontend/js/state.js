@@ -1,4 +1,5 @@
-// The explorer's state: a small plain object, its defaults for a checkpoint, and its URL form.
+// The explorer's state: a small plain object, its defaults for a checkpoint, the changes made to it
+// (a code set, everything sampled, an image read back) and its URL form.
 //
 // state = {checkpoint, seed, lock, categorical: [index...], continuous: [value...], vary, rows}
 // `vary` is the code the traversal panel sweeps: {kind: "categorical" | "continuous", index}.
@@ -6,8 +7,6 @@
 
 export const LIMIT = 2; // sliders run over -2..2, the paper's traversal range
 export const STEP = 0.05;
-export const MAX_SEED = 2 ** 31 - 1; // what the service accepts (and a JavaScript number holds exactly)
-export const MAX_ROWS = 16; // the service's default grid limit
 
 /** A value on the slider grid: -2..2 in steps of 0.05, without float noise such as 0.15000000000000002. */
 export function snap(value) {
@@ -15,8 +14,9 @@ export function snap(value) {
   return Math.round(clamped / STEP) / Math.round(1 / STEP) || 0; // `|| 0` turns -0 into 0
 }
 
-/** The state a checkpoint starts in: seed 0, first categories, codes at 0 (the API's defaults). */
-export function defaults(info, keep = {}) {
+/** The state a checkpoint starts in: seed 0, first categories, codes at 0 (the API's defaults);
+ * `keep` carries seed, lock and rows over from another state. */
+export function defaults(info, limits, keep = {}) {
   const { categorical, continuous } = info.latent;
   return {
     checkpoint: info.name,
@@ -25,7 +25,47 @@ export function defaults(info, keep = {}) {
     categorical: categorical.map(() => 0),
     continuous: continuous.map(() => 0),
     vary: continuous.length ? { kind: "continuous", index: 0 } : { kind: "categorical", index: 0 },
-    rows: keep.rows ?? 5,
+    rows: keep.rows ?? Math.min(5, limits.max_grid),
+  };
+}
+
+/** `state` with code `index` of `kind` ("categorical" or "continuous") set to `value`. */
+export function withCode(state, kind, index, value) {
+  const codes = [...state[kind]];
+  codes[index] = value;
+  return { ...state, [kind]: codes };
+}
+
+/** "Sample everything": codes drawn from their priors, and a new seed unless the noise is locked. */
+export function sampled(state, info, limits) {
+  const { categorical, continuous } = info.latent;
+  return {
+    ...state,
+    seed: state.lock ? state.seed : randomSeed(limits),
+    categorical: categorical.map((code) => Math.floor(Math.random() * code.categories)),
+    continuous: continuous.map((code) => snap(drawFrom(code))),
+  };
+}
+
+export function randomSeed(limits) {
+  return Math.floor(Math.random() * Math.min(limits.max_seed, 1_000_000)); // short enough to read aloud
+}
+
+function drawFrom(code) {
+  if (code.prior === "normal") {
+    const u = 1 - Math.random(); // Box-Muller
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * Math.random());
+  }
+  const [low, high] = code.train_range;
+  return low + Math.random() * (high - low);
+}
+
+/** The codes Q read from an image (`POST /encode`'s answer), on the sliders' grid. */
+export function estimated(state, estimate) {
+  return {
+    ...state,
+    categorical: estimate.categorical.map((code) => code.argmax),
+    continuous: estimate.continuous.map((code) => snap(code.mean)),
   };
 }
 
@@ -61,9 +101,9 @@ export function toQuery(state) {
   return `?${params}`.replaceAll("%2C", ","); // commas need no escaping in a query: readable links
 }
 
-/** The state a query string names, checked against the checkpoints; `problems` says what was
- * wrong with the link (each then falls back to its default). */
-export function fromQuery(search, checkpoints) {
+/** The state a query string names, checked against the checkpoints and the service's limits;
+ * `problems` says what was wrong with the link (each then falls back to its default). */
+export function fromQuery(search, checkpoints, limits) {
   const params = new URLSearchParams(search);
   const problems = [];
   const wanted = params.get("checkpoint");
@@ -72,14 +112,14 @@ export function fromQuery(search, checkpoints) {
     info = checkpoints[0];
     if (wanted !== null) problems.push(`checkpoint "${wanted}" is not loaded; showing "${info.name}"`);
   }
-  const state = defaults(info);
+  const state = defaults(info, limits);
   const { categorical, continuous } = info.latent;
 
   const seed = params.get("seed");
   if (seed !== null) {
     const n = Number(seed);
-    if (Number.isInteger(n) && n >= 0 && n <= MAX_SEED) state.seed = n;
-    else problems.push(`seed must be a whole number in 0..${MAX_SEED}, got "${seed}"`);
+    if (Number.isInteger(n) && n >= 0 && n <= limits.max_seed) state.seed = n;
+    else problems.push(`seed must be a whole number in 0..${limits.max_seed}, got "${seed}"`);
   }
   state.lock = params.get("lock") === "1";
 
@@ -109,8 +149,8 @@ export function fromQuery(search, checkpoints) {
   if (vary && Number(vary[2]) < info.latent[vary[1]].length) state.vary = { kind: vary[1], index: Number(vary[2]) };
   else if (params.has("vary")) problems.push(`vary must name a code of "${info.name}", got "${params.get("vary")}"`);
   const rows = Number(params.get("rows"));
-  if (params.has("rows") && Number.isInteger(rows) && rows >= 1 && rows <= MAX_ROWS) state.rows = rows;
-  else if (params.has("rows")) problems.push(`rows must be in 1..${MAX_ROWS}, got "${params.get("rows")}"`);
+  if (params.has("rows") && Number.isInteger(rows) && rows >= 1 && rows <= limits.max_grid) state.rows = rows;
+  else if (params.has("rows")) problems.push(`rows must be in 1..${limits.max_grid}, got "${params.get("rows")}"`);
   return { state, info, problems };
 }
 
@@ -139,10 +179,6 @@ export function sweepBody(state, info) {
 export function sweepValues(state, info, steps) {
   if (state.vary.kind === "categorical") return categoryOrder(info, state.vary.index);
   return [...Array(steps).keys()].map((i) => snap(-LIMIT + (2 * LIMIT * i) / (steps - 1)));
-}
-
-export function sameState(a, b) {
-  return a !== null && b !== null && toQuery(a) === toQuery(b);
 }
 
 function list(text) {

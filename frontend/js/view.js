@@ -5,6 +5,7 @@ import { LIMIT, STEP, categoryLabel, categoryOrder, codeName, snap } from "./sta
 
 const $ = (id) => document.getElementById(id);
 const TICKS = [-2, -1, 0, 1, 2];
+const SAVE_SCALE = 8; // "Save PNG": 224 px for a 28 px image
 
 function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -32,6 +33,13 @@ export class View {
   }
 
   // ---- building ----
+
+  /** The service's limits (GET /api/limits): what the seed and rows fields accept. */
+  setLimits(limits) {
+    this.limits = limits;
+    $("seed").max = limits.max_seed;
+    $("rows").max = limits.max_grid;
+  }
 
   setCheckpoints(list) {
     const select = $("checkpoint");
@@ -176,7 +184,7 @@ export class View {
     });
     $("rows").addEventListener("change", (event) => {
       const rows = Number(event.target.value);
-      if (Number.isInteger(rows) && rows >= 1 && rows <= 16) h.onRows(rows);
+      if (Number.isInteger(rows) && rows >= 1 && rows <= this.limits.max_grid) h.onRows(rows);
       else event.target.value = this.state?.rows ?? 5;
     });
     $("play").addEventListener("click", () => h.onPlay());
@@ -224,7 +232,8 @@ export class View {
     this.image.dataset.query = query;
     const ms = performance.now() - started;
     $("latency").textContent = `rendered in ${Math.round(ms)} ms`;
-    $("save-image").href = `/generate?${query.replace(/scale=\d+/, "scale=8")}`;
+    const scale = Math.min(SAVE_SCALE, this.limits.max_scale);
+    $("save-image").href = `/generate?${query.replace(/scale=\d+/, `scale=${scale}`)}`;
     this.image.dispatchEvent(new CustomEvent("rendered", { detail: { id, query, ms } }));
   }
 
