@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 
 from backend.registry import Model
 from backend.schemas import CategoricalEstimate, ContinuousEstimate, EncodeResponse
+from models.metadata import q_predicts_std
 
 CONTENT_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP", "image/bmp": "BMP"}
 DIGIT_BOX = 20 / 28  # MNIST fits each digit's bounding box into 20x20 pixels of 28x28
@@ -76,7 +77,7 @@ def estimate(model: Model, q_out: torch.Tensor) -> EncodeResponse:
     checkpoint = model.checkpoint
     logits, mean, log_std = checkpoint.latent.split_q_output(q_out)
     labels = checkpoint.meta.get("category_labels")
-    learn_std = checkpoint.meta.get("train_config", {}).get("learn_std", False)
+    learn_std = q_predicts_std(checkpoint.meta)
     categorical = []
     for i, (code, code_logits) in enumerate(zip(checkpoint.latent.categorical, logits, strict=True)):
         probabilities = torch.softmax(code_logits[0], dim=0)

@@ -23,7 +23,7 @@ from models.checkpoint import load_checkpoint
 from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import evaluate
-from training.train import CHECKPOINT_NAME
+from training.loop import CHECKPOINT_NAME
 
 THRESHOLDS = (0.90, 0.95)
 

@@ -6,12 +6,12 @@
 
 Throughput: (a) a plain eager fp32 step written the way the public InfoGAN implementations write
 it (a DataLoader over the data set at batch 128, a fresh label tensor per loss, `.item()` on every
-loss every step) and (b) `training.train` itself, one after the other in this process on the
+loss every step) and (b) `training.loop.train` itself, one after the other in this process on the
 same device and the same networks, as images per second and their ratio. Model FLOPs per image
 are counted by torch's FlopCounterMode over one training step; the fraction of peak is against the
 best dense matmul measured here on the same device (bf16 and fp32), not a data sheet.
 
-Time to quality: `training.train` from scratch for each seed with a time limit, categorical test
+Time to quality: `training.loop.train` from scratch for each seed with a time limit, categorical test
 accuracy evaluated every few hundred steps off the clock; prints the training seconds to 0.90
 and 0.95 (median over seeds) and the final accuracy. Figures, never pass/fail.
 """
@@ -41,7 +41,7 @@ from serve import print_header  # noqa: E402
 from models import ArchConfig, LatentBatch, LatentSpec, build_networks  # noqa: E402
 from models.networks import compute_dtype  # noqa: E402
 from training.data import load_dataset  # noqa: E402
-from training.train import TrainConfig, frozen, resolve_device, train  # noqa: E402
+from training.loop import TrainConfig, frozen, resolve_device, train  # noqa: E402
 
 
 class DigitImages(Dataset):
@@ -71,7 +71,7 @@ def baseline_images_per_s(device: torch.device, steps: int, latent: LatentSpec, 
     opt_d = torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
     pixels = ((load_dataset("mnist", "train").images + 1) * 127.5).round().to(torch.uint8)
     loader = DataLoader(DigitImages(pixels), batch_size=128, shuffle=True, drop_last=True)
-    batches, started, seen = iter(loader), 0.0, 0
+    batches, started, seen, losses = iter(loader), 0.0, 0, []
     for step in range(steps + 2):
         if step == 2:
             started = time.perf_counter()
@@ -92,9 +92,8 @@ def baseline_images_per_s(device: torch.device, steps: int, latent: LatentSpec, 
         opt_g.zero_grad()
         (loss_g + info_g).backward()
         opt_g.step()
-        print(f"\rbaseline step {step}: loss_d {loss_d.item():.3f} loss_g {loss_g.item():.3f}", end="", file=sys.stderr)
+        losses.append((loss_d.item(), loss_g.item()))  # what a loop that logs every step pays: a sync
         seen += len(real) if step >= 2 else 0
-    print(file=sys.stderr)
     return seen / (time.perf_counter() - started)
 
 
@@ -106,7 +105,7 @@ def logged_run(config: TrainConfig) -> list[dict[str, Any]]:
 
 
 def fast_images_per_s(config: TrainConfig) -> float:
-    """training.train's own rate between its first and last loss records (compilation excluded)."""
+    """training.loop's own rate between its first and last loss records (compilation excluded)."""
     records = [r for r in logged_run(config) if "loss_d" in r]
     first, last = records[0], records[-1]
     return (last["step"] - first["step"]) * config.batch_size / (last["train_s"] - first["train_s"])
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
     for name, batch, dtype, rate in (
         ("eager baseline (DataLoader, .item() every step)", 128, torch.float32, baseline),
-        ("fast path (training.train)", args.batch_size, fast_dtype, fast_rate),
+        ("fast path (training.loop)", args.batch_size, fast_dtype, fast_rate),
     ):
         achieved, precision = rate * flops, str(dtype).removeprefix("torch.")
         share = f"{achieved / peaks[dtype]:.0%}"

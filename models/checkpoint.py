@@ -8,32 +8,37 @@ exactly where a run stopped; a serving checkpoint holds the networks only, possi
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as safetensors_bytes
 
+from models.files import TaggedFormat
 from models.latent import LatentSpec
+from models.metadata import CheckpointMeta
 from models.networks import ArchConfig, Discriminator, Generator
-
-FORMAT = "infogan-explorer/1"
-METADATA_KEY = "infogan"
 
 
 class CheckpointError(Exception):
     """A checkpoint file that cannot be used; the message names the file and the problem."""
 
 
+CHECKPOINT_FORMAT = TaggedFormat(
+    kind="checkpoint",
+    label="InfoGAN",
+    key="infogan",
+    tag="infogan-explorer/1",
+    error=CheckpointError,
+    missing="no such checkpoint file",
+)
+
+
 @dataclass
 class TrainingState:
     """What a resumed run needs beyond the networks. Random draws are a function of the seed
-    and step (see training.train.batch_rng), so there is no random-generator state to keep."""
+    and step (see training.loop.batch_rng), so there is no random-generator state to keep."""
 
     optimizers: dict[str, dict[str, Any]]  # name -> optimizer.state_dict()
 
@@ -44,7 +49,7 @@ class Checkpoint:
     arch: ArchConfig
     generator: Generator
     discriminator: Discriminator  # body + real/fake head + Q head
-    meta: dict[str, Any] = field(default_factory=dict)  # dataset, step, metrics, config, labels
+    meta: CheckpointMeta = field(default_factory=CheckpointMeta)  # dataset, step, metrics, config, labels
     training: TrainingState | None = None
     stored_dtype: torch.dtype = torch.float32  # of the weights in the file; loaded ones are float32
 
@@ -65,7 +70,6 @@ def save_checkpoint(
     """Write `checkpoint` atomically (temporary file, fsync, rename).
 
     `dtype` (e.g. torch.float16) casts the network weights to shrink a serving file."""
-    path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     for prefix, module in (("generator", checkpoint.generator), ("discriminator", checkpoint.discriminator)):
         for key, value in module.state_dict().items():
@@ -73,12 +77,7 @@ def save_checkpoint(
                 value = value.to(dtype)
             tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
 
-    meta = {
-        **checkpoint.meta,
-        "format": FORMAT,
-        "latent": checkpoint.latent.to_dict(),
-        "arch": checkpoint.arch.to_dict(),
-    }
+    meta: dict[str, Any] = {**checkpoint.meta, "latent": checkpoint.latent.to_dict(), "arch": checkpoint.arch.to_dict()}
     if checkpoint.training is not None:
         meta["optimizers"] = {}
         for name, state_dict in checkpoint.training.optimizers.items():
@@ -86,35 +85,12 @@ def save_checkpoint(
             meta["optimizers"][name] = param_groups
             tensors.update(optimizer_tensors)
 
-    data = safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(meta)})
-    write_atomic(path, data)
-    return path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a crash leaves either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a service running as another user
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    return CHECKPOINT_FORMAT.write(path, tensors, meta)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON metadata of a checkpoint, without reading its tensors."""
-    meta, _ = _open(Path(path), with_tensors=False)
+    meta, _ = CHECKPOINT_FORMAT.read(path, with_tensors=False)
     return meta
 
 
@@ -123,7 +99,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Rebuild the networks from the file alone, in float32 and eval mode."""
     path = Path(path)
-    meta, tensors = _open(path, with_tensors=True)
+    meta, tensors = CHECKPOINT_FORMAT.read(path)
     try:
         latent = LatentSpec.from_dict(meta["latent"])
         arch = ArchConfig.from_dict(meta["arch"])
@@ -149,30 +125,9 @@ def load_checkpoint(
             raise CheckpointError(f"{path}: invalid optimizer state in metadata: {error}") from error
         training = TrainingState(optimizers=optimizers)
 
-    extra = {k: v for k, v in meta.items() if k not in ("format", "latent", "arch", "optimizers")}
+    extra = cast(CheckpointMeta, {k: v for k, v in meta.items() if k not in ("format", "latent", "arch", "optimizers")})
     stored_dtype = next(v.dtype for k, v in tensors.items() if k.startswith("generator.") and v.is_floating_point())
     return Checkpoint(latent, arch, generator, discriminator, extra, training, stored_dtype)
-
-
-def _open(path: Path, *, with_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()} if with_tensors else {}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {error}") from error
-    if METADATA_KEY not in header:
-        raise CheckpointError(f"{path}: safetensors file without InfoGAN metadata (key {METADATA_KEY!r})")
-    try:
-        meta = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: metadata is not valid JSON: {error}") from error
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise CheckpointError(f"{path}: unsupported checkpoint format {found!r}, expected {FORMAT!r}")
-    return meta, tensors
 
 
 def _load_weights(path: Path, prefix: str, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:

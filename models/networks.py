@@ -7,6 +7,8 @@ almost nothing on top of the GAN.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -169,3 +171,19 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
             native = device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
         return torch.bfloat16 if native else torch.float32
     return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+@contextmanager
+def evaluating(*modules: nn.Module) -> Iterator[None]:
+    """no_grad and eval mode, then each submodule's previous mode back: training computes metrics
+    and sample grids mid-run, where batch norm must neither use batch statistics nor update its
+    running ones, and must train on afterwards."""
+    modes = [(module, module.training) for root in modules for module in root.modules()]
+    try:
+        with torch.no_grad():
+            for root in modules:
+                root.eval()
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training

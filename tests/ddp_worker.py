@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-import training.train
+import training.loop
 from models.latent import LatentSpec
 from models.networks import ArchConfig
-from training.train import TrainConfig, train
+from training.loop import TrainConfig, train
 
-original_build_networks = training.train.build_networks
+original_build_networks = training.loop.build_networks
 built: list[torch.nn.Module] = []
 
 
@@ -38,7 +38,7 @@ config = TrainConfig(
     latent=LatentSpec(noise_dim=16),
     arch=ArchConfig(g_fc=32, g_conv=16, d_conv=8, d_fc=32, q_fc=16),
 )
-training.train.build_networks = spying_build_networks
+training.loop.build_networks = spying_build_networks
 train(config)
 rank = int(os.environ["RANK"])
 torch.save(weights(built), out_dir / f"rank{rank}.pt")

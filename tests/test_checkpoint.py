@@ -12,8 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import models.checkpoint as checkpoint_module
+import models.files as files_module
 from models.checkpoint import (
+    CHECKPOINT_FORMAT,
     Checkpoint,
     CheckpointError,
     TrainingState,
@@ -23,6 +24,7 @@ from models.checkpoint import (
     save_checkpoint,
 )
 from models.latent import LatentSpec
+from models.metadata import UNMATCHED, category_labels, q_predicts_std
 from models.networks import ArchConfig
 
 SPEC = LatentSpec()
@@ -109,7 +111,7 @@ def test_read_metadata_returns_format_spec_arch_and_extra_fields(saved: tuple[Ch
 
     meta = read_metadata(path)
 
-    assert meta["format"] == checkpoint_module.FORMAT
+    assert meta["format"] == CHECKPOINT_FORMAT.tag
     assert LatentSpec.from_dict(meta["latent"]) == SPEC
     assert ArchConfig.from_dict(meta["arch"]) == TINY
     assert {key: meta[key] for key in META} == META
@@ -118,7 +120,7 @@ def test_read_metadata_returns_format_spec_arch_and_extra_fields(saved: tuple[Ch
 def test_read_metadata_does_not_read_tensors(saved: tuple[Checkpoint, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     _, path = saved
     tensors_read: list[str] = []
-    real_safe_open = checkpoint_module.safe_open
+    real_safe_open = files_module.safe_open
 
     class RecordingSafeOpen:
         """Forwards to safetensors' safe_open and records every tensor read."""
@@ -143,7 +145,7 @@ def test_read_metadata_does_not_read_tensors(saved: tuple[Checkpoint, Path], mon
             tensors_read.append(key)
             return self._handle.get_tensor(key)
 
-    monkeypatch.setattr(checkpoint_module, "safe_open", RecordingSafeOpen)
+    monkeypatch.setattr(files_module, "safe_open", RecordingSafeOpen)
 
     meta = read_metadata(path)
 
@@ -262,7 +264,7 @@ def resave(path: Path, *, meta: Callable[[dict[str, Any]], Any] | None = None, r
     tensors = load_file(str(path))
     if raw is None and meta is not None:
         raw = json.dumps(meta(read_metadata(path)))
-    save_file(tensors, str(path), metadata=None if raw is None else {checkpoint_module.METADATA_KEY: raw})
+    save_file(tensors, str(path), metadata=None if raw is None else {CHECKPOINT_FORMAT.key: raw})
 
 
 def missing_file(path: Path) -> Path:
@@ -323,7 +325,7 @@ def latent_spec_missing(path: Path) -> Path:
 def weight_tensor_missing(path: Path) -> Path:
     tensors = load_file(str(path))
     del tensors["generator.fc.0.weight"]
-    save_file(tensors, str(path), metadata={checkpoint_module.METADATA_KEY: json.dumps(read_metadata(path))})
+    save_file(tensors, str(path), metadata={CHECKPOINT_FORMAT.key: json.dumps(read_metadata(path))})
     return path
 
 
@@ -403,3 +405,17 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temp_files(
 
     assert path.read_bytes() == previous
     assert [p.name for p in folder.iterdir()] == ["model.safetensors"]
+
+
+# --- metadata contract --------------------------------------------------------------------------
+
+
+def test_whether_q_predicts_a_std_is_read_from_its_key_then_from_the_training_config() -> None:
+    assert q_predicts_std({"q_predicts_std": True, "train_config": {"learn_std": False}})
+    assert not q_predicts_std({"q_predicts_std": False, "train_config": {"learn_std": True}})
+    assert q_predicts_std({"train_config": {"learn_std": True}})  # files from before the key
+    assert not q_predicts_std({})
+
+
+def test_a_category_no_digit_was_matched_to_has_one_name_everywhere() -> None:
+    assert category_labels([3, -1, 0]) == ["3", UNMATCHED, "0"]

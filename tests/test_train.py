@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import training.loop as loop
 from models.checkpoint import build_networks, load_checkpoint, read_metadata
 from models.latent import LatentSpec
 from models.networks import ArchConfig
-from training.train import TrainConfig, frozen, main, train
+from training.loop import TrainConfig, frozen, train
+from training.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ArchConfig(g_fc=64, g_conv=32, d_conv=16, d_fc=64, q_fc=32)
@@ -54,6 +56,11 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert not differing, f"weights differ: {differing[:5]}"
 
 
+def loss_records(run: Path) -> list[dict]:
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return [record for record in records if "loss_d" in record]
+
+
 def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "training.train", *args]
     return subprocess.run(command, cwd=ROOT, env=SUBPROCESS_ENV, capture_output=True, text=True, **kwargs)
@@ -88,6 +95,7 @@ def test_a_run_folder_holds_config_log_samples_and_a_checkpoint_with_metadata(tm
     meta = read_metadata(path)
     assert meta["step"] == 10
     assert meta["dataset"] == "synthetic"
+    assert meta["q_predicts_std"] is False  # the default fixed-std continuous term
     assert 0 <= meta["metrics"]["categorical_accuracy"] <= 1
     assert sorted(int(label) for label in meta["category_labels"]) == list(range(10))
 
@@ -174,14 +182,11 @@ def test_a_time_limit_stops_training_and_its_clock_carries_over_a_resume(tmp_pat
     resumed = small_config(tmp_path, steps=100_000, minutes=0.02, log_every=2)
     second = read_metadata(train(resumed, resume=True))
     assert second["step"] > first["step"] and second["train_seconds"] >= 1.2  # 0.6 s more, not 1.2 s more
-    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    clock = [r["train_s"] for r in records if "loss_d" in r]
+    clock = [r["train_s"] for r in loss_records(tmp_path)]
     assert clock == sorted(clock) and clock[-1] == second["train_seconds"]
 
 
 def test_evaluation_is_not_counted_as_training_time(tmp_path, monkeypatch):
-    import training.train as loop
-
     def slow_accuracy(*args, **kwargs):
         time.sleep(0.3)
         return evaluate(*args, **kwargs)
@@ -199,7 +204,14 @@ def test_compiling_the_networks_changes_the_speed_not_the_training(tmp_path):
     eager = weights(train(small_config(tmp_path / "eager", steps=4, compile="off")))
     compiled = weights(train(small_config(tmp_path / "compiled", steps=4, compile="on")))
     assert eager.keys() == compiled.keys()
-    assert all(torch.allclose(eager[k].float(), compiled[k].float(), atol=1e-4) for k in eager)
+    # Fused kernels differ from eager ones in the last bits, and Adam turns a near-zero gradient
+    # into a step of up to the learning rate whichever its sign: a few weights may differ by up to
+    # lr (1e-3; seen: 0.16% of them by more than 1e-4), a wrong compiled graph would move most.
+    moved = sum(int(((eager[k].float() - compiled[k].float()).abs() > 1e-4).sum()) for k in eager)
+    assert moved <= 0.01 * sum(v.numel() for v in eager.values())
+    losses = [loss_records(tmp_path / run)[-1] for run in ("eager", "compiled")]
+    assert losses[0]["loss_d"] == pytest.approx(losses[1]["loss_d"], rel=1e-4)
+    assert losses[0]["loss_g"] == pytest.approx(losses[1]["loss_g"], rel=1e-4)
 
 
 def test_the_generator_step_passes_gradients_through_a_frozen_discriminator_without_its_own():

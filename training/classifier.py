@@ -9,7 +9,6 @@ metrics in `training/evaluate.py` use it. Train it with `python -m training.clas
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,20 +18,26 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from models.checkpoint import write_atomic
+from models.files import TaggedFormat
 from training.data import DataError, ImageDataset, load_dataset
 
 DEFAULT_PATH = Path(__file__).parent / "assets" / "mnist_classifier.safetensors"
-FORMAT = "infogan-explorer/mnist-classifier/1"
-METADATA_KEY = "classifier"
 
 
 class ClassifierError(Exception):
     """Classifier weights that cannot be used; the message names the file and what to do."""
+
+
+CLASSIFIER_FORMAT = TaggedFormat(
+    kind="classifier",
+    label="classifier",
+    key="classifier",
+    tag="infogan-explorer/mnist-classifier/1",
+    error=ClassifierError,
+    missing="no classifier weights; train them with `python -m training.classifier`",
+)
 
 
 @dataclass(frozen=True)
@@ -142,45 +147,25 @@ def save_classifier(
     model: MnistClassifier, path: str | os.PathLike[str], *, info: dict[str, Any] | None = None
 ) -> Path:
     """Write the weights, the config and `info` (e.g. the test accuracy) atomically."""
-    path = Path(path)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    meta = {"format": FORMAT, "config": asdict(model.config), **(info or {})}
-    write_atomic(path, safetensors_bytes(tensors, metadata={METADATA_KEY: json.dumps(meta)}))
-    return path
+    return CLASSIFIER_FORMAT.write(path, tensors, {"config": asdict(model.config), **(info or {})})
 
 
 def read_classifier_metadata(path: str | os.PathLike[str] = DEFAULT_PATH) -> dict[str, Any]:
     """The JSON metadata (format, config, test accuracy, ...) without the weights."""
-    meta, _ = _open(Path(path), with_tensors=False)
+    meta, _ = CLASSIFIER_FORMAT.read(path, with_tensors=False)
     return meta
 
 
 def load_classifier(path: str | os.PathLike[str] = DEFAULT_PATH) -> MnistClassifier:
     """The classifier in eval mode on CPU; a missing or broken file raises ClassifierError."""
-    path = Path(path)
-    meta, tensors = _open(path, with_tensors=True)
+    meta, tensors = CLASSIFIER_FORMAT.read(path)
     try:
         model = MnistClassifier(ClassifierConfig(**meta["config"]))
         model.load_state_dict(tensors)
     except (KeyError, TypeError, RuntimeError) as error:
         raise ClassifierError(f"{path}: weights do not match the classifier config: {error}") from error
     return model.eval()
-
-
-def _open(path: Path, *, with_tensors: bool) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise ClassifierError(f"{path}: no classifier weights; train them with `python -m training.classifier`")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            names = handle.keys() if with_tensors else []  # a safe_open handle is not iterable
-            tensors = {name: handle.get_tensor(name) for name in names}
-        meta = json.loads(header[METADATA_KEY])
-    except (SafetensorError, OSError, ValueError, KeyError) as error:
-        raise ClassifierError(f"{path}: not a readable classifier file (truncated or corrupt?): {error}") from error
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ClassifierError(f"{path}: not a classifier file of format {FORMAT!r}")
-    return meta, tensors
 
 
 def main(argv: list[str] | None = None) -> int:

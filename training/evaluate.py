@@ -1,11 +1,10 @@
-"""Evaluation metrics: categorical accuracy, continuous-code effects and FID (DESIGN.md, "Metrics")."""
+"""Evaluation metrics: categorical accuracy, continuous-code effects and FID (docs/design.md, "Metrics")."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +16,26 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from models import Checkpoint, CheckpointError, LatentBatch, LatentSpec, load_checkpoint, read_metadata, save_checkpoint
+from models.metadata import category_labels
+from models.networks import evaluating
 from training.classifier import DEFAULT_PATH, ClassifierError, MnistClassifier, load_classifier
 from training.data import DATASETS, DataError, ImageDataset, load_dataset
+from training.options import DefaultsHelpFormatter
 
 SWEEP_VALUES = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)  # the paper's traversal range
 CLASSIFIER_IMAGE = (1, 28, 28)  # what the FID classifier was trained on
 
 
-@contextlib.contextmanager
-def inference(*modules: nn.Module) -> Iterator[None]:
-    """no_grad and eval mode, then each submodule's previous mode back: training calls the
-    metrics mid-run, and batch norm must neither use batch statistics nor update its running ones."""
-    modes = [(module, module.training) for root in modules for module in root.modules()]
-    try:
-        with torch.no_grad():
-            for root in modules:
-                root.eval()
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters(), torch.empty(0)).device  # parameterless modules run on CPU
+def apply_in_chunks(
+    module: nn.Module, function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """`function(chunk)` over `inputs` in chunks of `batch_size` on `module`'s device, in eval mode
+    without gradients; the results concatenated on the CPU. Bounds the memory of a 10,000-image pass."""
+    device = next(module.parameters(), torch.empty(0)).device  # parameterless modules run on CPU
+    with evaluating(module):
+        return torch.cat(
+            [function(inputs[s : s + batch_size].to(device)).cpu() for s in range(0, len(inputs), batch_size)]
+        )
 
 
 # --- categorical code ------------------------------------------------------------------------
@@ -54,14 +49,13 @@ def categorical_accuracy(
     Categories carry no labels, so they are matched to digits by the one-to-one assignment that
     maximises accuracy (Hungarian method); unmatched categories (more categories than digits)
     map to -1 and count as errors."""
-    device = _device(discriminator)
-    predicted = []
-    with inference(discriminator):
-        for start in range(0, len(data), batch_size):
-            images = data.images[start : start + batch_size].to(device)  # (B, C, H, W)
-            logits, _, _ = latent.split_q_output(discriminator.encode(images))
-            predicted.append(logits[code].argmax(1).cpu())  # (B,)
-    return match_categories(torch.cat(predicted), data.labels, latent.categorical[code].categories)
+
+    def category(images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B,)
+        logits, _, _ = latent.split_q_output(discriminator.encode(images))
+        return logits[code].argmax(1)
+
+    predicted = apply_in_chunks(discriminator, category, data.images, batch_size)
+    return match_categories(predicted, data.labels, latent.categorical[code].categories)
 
 
 def match_categories(predicted: torch.Tensor, labels: torch.Tensor, categories: int) -> tuple[float, list[int]]:
@@ -113,21 +107,11 @@ def stroke_width(images: torch.Tensor) -> torch.Tensor:
 
 def _generate(generator: nn.Module, latent: LatentSpec, batch: LatentBatch, batch_size: int) -> torch.Tensor:
     inputs = latent.build_input(batch)  # (N, input_dim)
-    device = _device(generator)
-    with inference(generator):
-        chunks = [
-            generator(inputs[s : s + batch_size].to(device)).float().cpu() for s in range(0, len(inputs), batch_size)
-        ]
-    return torch.cat(chunks)  # (N, C, H, W)
+    return apply_in_chunks(generator, lambda chunk: generator(chunk).float(), inputs, batch_size)  # (N, C, H, W)
 
 
 def _predict(classifier: MnistClassifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    device = _device(classifier)
-    with inference(classifier):
-        chunks = [
-            classifier(images[s : s + batch_size].to(device)).argmax(1).cpu() for s in range(0, len(images), batch_size)
-        ]
-    return torch.cat(chunks)  # (N,)
+    return apply_in_chunks(classifier, lambda chunk: classifier(chunk).argmax(1), images, batch_size)  # (N,)
 
 
 def _mean_spearman(values: np.ndarray, attribute: np.ndarray) -> float:
@@ -200,12 +184,7 @@ def sample_images(
 
 
 def _features(classifier: MnistClassifier, images: torch.Tensor, batch_size: int) -> np.ndarray:
-    device = _device(classifier)
-    with inference(classifier):
-        chunks = [
-            classifier.features(images[s : s + batch_size].to(device)).cpu() for s in range(0, len(images), batch_size)
-        ]
-    return torch.cat(chunks).double().numpy()  # (N, features)
+    return apply_in_chunks(classifier, classifier.features, images, batch_size).double().numpy()  # (N, features)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -294,15 +273,17 @@ def _version(path: Path) -> tuple[int, int, int] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate", description="Evaluate a checkpoint and store its metrics in it."
+        prog="infogan evaluate",
+        description="Evaluate a checkpoint and store its metrics in it.",
+        formatter_class=DefaultsHelpFormatter,
     )
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("checkpoint", type=Path, help="a training or serving checkpoint (.safetensors)")
     parser.add_argument("--dataset", choices=DATASETS, help="test set (default: the checkpoint's, else mnist)")
     parser.add_argument("--no-write", action="store_true", help="print the metrics, leave the file untouched")
-    parser.add_argument("--fid-samples", type=int, default=10_000, help="generated images for FID")
+    parser.add_argument("--fid-samples", type=int, default=10_000, help="generated images for FID (at least 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the FID samples")
     parser.add_argument("--classifier", type=Path, default=DEFAULT_PATH, help="weights of the metrics' classifier")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N")
     args = parser.parse_args(argv)
     if args.fid_samples < 2:
         parser.error("--fid-samples must be at least 2")
@@ -328,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     checkpoint.meta["metrics"] = {**checkpoint.meta.get("metrics", {}), **metrics}
     if "category_to_digit" in metrics:
-        checkpoint.meta["category_labels"] = [str(d) if d >= 0 else "?" for d in metrics["category_to_digit"]]
+        checkpoint.meta["category_labels"] = category_labels(metrics["category_to_digit"])
     save_checkpoint(args.checkpoint, checkpoint, dtype=checkpoint.stored_dtype)
     print(f"wrote metrics into {args.checkpoint}")
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.options import DefaultsHelpFormatter
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
 
@@ -23,10 +24,12 @@ def export(source: Path, target: Path, *, dtype: torch.dtype | None = torch.floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="infogan export", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="infogan export", description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("source", type=Path, help="a training checkpoint")
     parser.add_argument("target", type=Path, help="where to write the serving checkpoint")
-    parser.add_argument("--dtype", choices=DTYPES, default="fp16", help="weight precision (default: %(default)s)")
+    parser.add_argument("--dtype", choices=DTYPES, default="fp16", help="weight precision")
     args = parser.parse_args(argv)
     try:
         path = export(args.source, args.target, dtype=DTYPES[args.dtype])

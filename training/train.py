@@ -1,12 +1,8 @@
-"""The InfoGAN training loop and its command line.
+"""`infogan train`: parse and validate the command line, then call training.loop.train.
 
-    python -m training.train --dataset mnist --epochs 20 --out runs/mnist
-    torchrun --nproc_per_node 2 -m training.train ...   # same CLI, DistributedDataParallel
-
-A run folder holds `config.json`, `log.jsonl` (losses and metrics), `samples/` (PNG grids,
-one row per category) and `checkpoint.safetensors` (the latest training checkpoint, replaced
-atomically). `--resume` continues from that checkpoint and ends with the same weights as an
-uninterrupted run of the same length.
+infogan train --dataset mnist --epochs 8 --out runs/mnist      # or: python -m training.train
+infogan train --out runs/mnist --resume --epochs 12            # continue, or run longer
+torchrun --nproc_per_node 2 -m training.train --out runs/ddp   # same options, DistributedDataParallel
 """
 
 from __future__ import annotations
@@ -14,415 +10,69 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
-
-from models.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    TrainingState,
-    build_networks,
-    load_checkpoint,
-    save_checkpoint,
+from models.checkpoint import CheckpointError
+from models.latent import CategoricalCode, ContinuousCode, LatentSpec
+from models.networks import PRECISIONS, ArchConfig
+from training.data import DATASETS, DataError
+from training.loop import COMPILE_SETTINGS, TrainConfig, train
+from training.options import (
+    DefaultsHelpFormatter,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
 )
-from models.latent import CategoricalCode, ContinuousCode, LatentBatch, LatentSpec
-from models.networks import PRECISIONS, ArchConfig, compute_dtype
-from models.sample import render_grid, traversal_codes
-from training.data import DATASETS, DataError, load_dataset
-from training.evaluate import categorical_accuracy, inference
-from training.losses import discriminator_loss, generator_loss, information_loss
 
-CHECKPOINT_NAME = "checkpoint.safetensors"
-COMPILE_SETTINGS = ("auto", "on", "off")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    dataset: str = "mnist"
-    out_dir: str = "runs/mnist"
-    epochs: int = 8  # the shipped model's length; accuracy plateaus after about 5 on MNIST
-    steps: int | None = None  # overrides epochs when set; a step is one D update and one G update
-    batch_size: int = 128  # per process
-    lr_g: float = 1e-3  # the paper's rates: G learns faster than D
-    lr_d: float = 2e-4
-    beta1: float = 0.5  # DCGAN's Adam momentum, also the paper's
-    beta2: float = 0.999
-    lambda_cat: float = 1.0  # paper: 1 for discrete codes
-    lambda_cont: float = 1.0  # with a fixed std this is half the squared error, already small
-    learn_std: bool = False  # fixed unit std, as the authors' code; True: Q also predicts a std
-    info_trains_body: bool = True  # L_I also updates D's shared body, not only the Q head
-    seed: int = 0
-    device: str = "auto"  # auto: cuda, then mps, then cpu
-    precision: str = "auto"  # auto: bf16 autocast where native (see models.networks.compute_dtype); "fp32"; "bf16"
-    compile: str = "auto"  # torch.compile the networks: "on", "off"; auto: on CUDA only (no gain on our CPU)
-    minutes: float | None = None  # stop after this much training time (evaluation and saving not counted)
-    log_every: int = 50
-    sample_every: int = 500
-    checkpoint_every: int = 1000
-    eval_every: int | None = None  # categorical accuracy on the test split; default once per epoch
-    latent: LatentSpec = field(default_factory=LatentSpec)
-    arch: ArchConfig = field(default_factory=ArchConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return cls(
-            **{**data, "latent": LatentSpec.from_dict(data["latent"]), "arch": ArchConfig.from_dict(data["arch"])}
-        )
-
-
-@dataclass(frozen=True)
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def train(config: TrainConfig, *, resume: bool = False) -> Path:
-    """Train InfoGAN as configured; returns the path of the final training checkpoint."""
-    ddp = _init_distributed(config.device)
-    try:
-        return _train(config, ddp, resume=resume)
-    finally:
-        if ddp.world_size > 1:
-            dist.destroy_process_group()
-
-
-def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
-    device = resolve_device(config.device, ddp.local_rank)
-    autocast_dtype = compute_dtype(config.precision, device)
-    out_dir = Path(config.out_dir)
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    latent = config.latent
-
-    data = load_dataset(config.dataset, "train")
-    images = data.images.to(device)  # the whole set on the device: a batch is one index lookup
-    test = load_dataset(config.dataset, "test") if ddp.is_main else None
-    steps_per_epoch = len(data) // (config.batch_size * ddp.world_size)
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch size {config.batch_size} x {ddp.world_size} processes exceeds the data set")
-    total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
-    eval_every = config.eval_every or steps_per_epoch
-
-    torch.manual_seed(config.seed)  # same initial weights on every process
-    generator, discriminator = build_networks(latent, config.arch)
-    generator.to(device)
-    discriminator.to(device)
-    fused = device.type in ("cuda", "cpu")  # one kernel for the whole update: 1.12x a CPU step
-    opt_g = torch.optim.Adam(generator.parameters(), config.lr_g, betas=(config.beta1, config.beta2), fused=fused)
-    opt_d = torch.optim.Adam(discriminator.parameters(), config.lr_d, betas=(config.beta1, config.beta2), fused=fused)
-    step, trained_before = 0, 0.0
-    evaluation: dict[str, Any] = {}  # latest categorical accuracy, kept in every checkpoint
-    if resume:
-        state = load_checkpoint(checkpoint_path, device=device, with_training_state=True)
-        generator.load_state_dict(state.generator.state_dict())
-        discriminator.load_state_dict(state.discriminator.state_dict())
-        opt_g.load_state_dict(state.training.optimizers["g"])
-        opt_d.load_state_dict(state.training.optimizers["d"])
-        step = int(state.meta["step"])
-        evaluation = {k: state.meta[k] for k in ("metrics", "category_labels") if k in state.meta}
-        trained_before = float(state.meta.get("train_seconds", 0.0))
-    generator.train()
-    discriminator.train()
-
-    maybe_compile = torch.compile if use_compile(config.compile, device) else lambda module: module
-    # G's step runs D with D's weights frozen: their gradients would be thrown away, so skipping
-    # them saves a twelfth of the FLOPs of a step, and (under DDP) a gradient all-reduce
-    d_frozen = maybe_compile(discriminator)
-    g_model, d_model = maybe_compile(generator), d_frozen
-    if ddp.world_size > 1:
-        device_ids = [device.index] if device.type == "cuda" else None
-        g_model = maybe_compile(DistributedDataParallel(generator, device_ids=device_ids))
-        d_model = maybe_compile(DistributedDataParallel(discriminator, device_ids=device_ids))
-
-    if ddp.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    log = RunLog(out_dir / "log.jsonl", enabled=ddp.is_main)
-    fixed_codes = traversal_codes(latent, seeds=list(range(10)))
-    progress = tqdm(total=total_steps, initial=step, disable=not ddp.is_main, dynamic_ncols=True, unit="step")
-    clock = TrainingClock(device, trained_before)
-    started_step = step
-    bookkeeping = (config.log_every, eval_every, config.sample_every, config.checkpoint_every)
-    order = None
-    out_of_time = False
-    shown: dict[str, str] = {}  # the progress bar's latest losses and accuracy
-
-    while step < total_steps and not out_of_time:
-        epoch, index = divmod(step, steps_per_epoch)
-        if order is None or index == 0:
-            order = epoch_order(len(data), seed=config.seed, epoch=epoch).to(device)
-        start = (index * ddp.world_size + ddp.rank) * config.batch_size
-        real = images[order[start : start + config.batch_size]]
-        codes = latent.sample(config.batch_size, batch_rng(config.seed, ddp.rank, step), device)
-
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
-            fake = g_model(latent.build_input(codes))
-
-            # (1) Update D and Q: maximize log D(x) + log(1 - D(G(z, c))) + lambda * L_I(G, Q)
-            # real and fake in one pass (batch norms still see them apart): bigger, faster matmuls
-            both = torch.cat([real, fake.detach()])
-            logits, q_both = d_model(both, detach_q=not config.info_trains_body, groups=2)
-            (real_logits, fake_logits), q_fake = logits.chunk(2), q_both[len(real) :]
-            info_d = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
-            loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
-        opt_d.zero_grad(set_to_none=True)
-        (loss_d + info_d.weighted(config.lambda_cat, config.lambda_cont)).backward()
-        opt_d.step()
-
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype != torch.float32):
-            # (2) Update G: maximize log D(G(z, c)) + lambda * L_I(G, Q), the information term
-            # pushing G to make its codes recoverable from the image
-            with frozen(discriminator):
-                fake_logits, q_fake = d_frozen(fake)
-            info_g = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
-            loss_g = generator_loss(fake_logits.float())
-        opt_g.zero_grad(set_to_none=True)
-        (loss_g + info_g.weighted(config.lambda_cat, config.lambda_cont)).backward()
-        opt_g.step()
-        step += 1
-        progress.update(1)
-        if config.minutes is not None and step % config.log_every == 0:
-            out_of_time = _agree(clock.seconds() >= config.minutes * 60, ddp, device)
-        done = step == total_steps or out_of_time
-        if ddp.world_size > 1 and (step % config.checkpoint_every == 0 or done):
-            average_buffers(generator, discriminator)
-
-        # (3) Bookkeeping, on the main process only (losses are fetched every log_every steps
-        # so the device is not synchronised every step), off the training clock
-        if not ddp.is_main or not (done or any(step % n == 0 for n in bookkeeping)):
-            continue
-        with clock.paused():
-            seconds = clock.seconds()
-            if step % config.log_every == 0 or done:
-                images_seen = (step - started_step) * config.batch_size * ddp.world_size
-                rate = images_seen / max(seconds - trained_before, 1e-9)
-                losses = {
-                    "loss_d": loss_d.item(),
-                    "loss_g": loss_g.item(),
-                    "info_cat": info_g.categorical.item(),
-                    "info_cont": info_g.continuous.item(),
-                }
-                record = {"step": step, "epoch": step / steps_per_epoch, "train_s": seconds, **losses}
-                log.write({**record, "images_per_s": rate})
-                shown.update({k: f"{v:.3f}" for k, v in losses.items()})
-                progress.set_postfix(shown, refresh=False)
-            if step % eval_every == 0 or done:
-                accuracy, mapping = categorical_accuracy(discriminator, latent, test)
-                evaluation = {
-                    "metrics": {"categorical_accuracy": accuracy},
-                    "category_labels": [str(digit) for digit in mapping],
-                }
-                record = {"step": step, "epoch": step / steps_per_epoch, "train_s": seconds}
-                log.write({**record, "categorical_accuracy": accuracy})
-                progress.write(
-                    f"step {step} ({seconds:.0f} s of training): categorical accuracy {accuracy:.4f}", file=sys.stderr
-                )
-                shown["acc"] = f"{accuracy:.3f}"
-                progress.set_postfix(shown, refresh=False)
-            if step % config.sample_every == 0 or done:
-                write_sample_grid(generator, latent, fixed_codes, out_dir / "samples" / f"step_{step:07d}.png")
-            if step % config.checkpoint_every == 0 or done:
-                save_checkpoint(
-                    checkpoint_path,
-                    Checkpoint(
-                        latent,
-                        config.arch,
-                        generator,
-                        discriminator,
-                        meta={**run_metadata(config, step), **evaluation, "train_seconds": seconds},
-                        training=TrainingState({"g": opt_g.state_dict(), "d": opt_d.state_dict()}),
-                    ),
-                )
-    progress.close()
-    return checkpoint_path
-
-
-@contextmanager
-def frozen(module: torch.nn.Module) -> Iterator[None]:
-    """Run `module` without recording gradients for its weights; gradients still flow through it."""
-    module.requires_grad_(False)
-    try:
-        yield
-    finally:
-        module.requires_grad_(True)
-
-
-class TrainingClock:
-    """Seconds of training, bookkeeping excluded, carried over from the runs this one resumes.
-
-    On CUDA the device is synchronised when the clock is read or paused (every log_every steps),
-    so queued work counts where it was queued."""
-
-    def __init__(self, device: torch.device, seconds_before: float = 0.0) -> None:
-        self.device, self.seconds_before = device, seconds_before
-        self.started, self.paused_for = time.perf_counter(), 0.0
-
-    def seconds(self) -> float:
-        self._sync()
-        return self.seconds_before + time.perf_counter() - self.started - self.paused_for
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        self._sync()
-        pause = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.paused_for += time.perf_counter() - pause
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-
-def use_compile(setting: str, device: torch.device) -> bool:
-    """Whether to torch.compile the networks: on CUDA it fuses the small per-layer kernels; on our
-    CPU a compiled step was no faster (596 against 675 images/s) and compiling took 12-34 s."""
-    if setting not in COMPILE_SETTINGS:
-        raise ValueError(f"compile must be one of {', '.join(COMPILE_SETTINGS)}; got {setting!r}")
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
-
-
-def _agree(flag: bool, ddp: Distributed, device: torch.device) -> bool:
-    """True on every process when it is true on any, so all stop at the same step."""
-    if ddp.world_size == 1:
-        return flag
-    value = torch.tensor(float(flag), device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def average_buffers(*modules: torch.nn.Module) -> None:
-    """Average BatchNorm running statistics over the replicas. DDP keeps the parameters equal,
-    but each process updates its own running statistics on its own shard after the last
-    broadcast; averaging makes every replica (and the checkpoint) the same model."""
-    for module in modules:
-        for buffer in module.buffers():
-            if buffer.is_floating_point():
-                dist.all_reduce(buffer)
-                buffer /= dist.get_world_size()
-
-
-def run_metadata(config: TrainConfig, step: int) -> dict[str, Any]:
-    image = {"channels": config.arch.image_channels, "height": config.arch.image_size, "width": config.arch.image_size}
-    return {"dataset": config.dataset, "image": image, "step": step, "train_config": config.to_dict()}
-
-
-def batch_rng(seed: int, rank: int, step: int) -> torch.Generator:
-    """The generator for one step's noise and codes: a function of (seed, rank, step) alone, so
-    a resumed run draws exactly what the uninterrupted run would have, with no state to save."""
-    return torch.Generator().manual_seed(((seed * 1_000_003 + rank) * 1_000_000_007 + step) % 2**63)
-
-
-def epoch_order(size: int, *, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of an epoch, a function of (seed, epoch) alone so that every process
-    agrees on it and a resumed run needs no saved sampler state."""
-    return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-
-
-def write_sample_grid(generator: torch.nn.Module, latent: LatentSpec, codes: LatentBatch, path: Path) -> None:
-    """A progress grid from fixed codes (a row per category), so grids of different steps compare."""
-    rows = latent.categorical[0].categories if latent.categorical else 1
-    with inference(generator):  # running BatchNorm statistics, restored to training mode after
-        picture = render_grid(generator, latent, codes, rows=rows, scale=2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(picture)
-
-
-class RunLog:
-    """Appends one JSON object per line; flushed at once so a killed run keeps its history."""
-
-    def __init__(self, path: Path, *, enabled: bool) -> None:
-        self.path = path
-        self.enabled = enabled
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with self.path.open("a") as handle:
-                handle.write(json.dumps({"time": time.time(), **record}) + "\n")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name != "auto":
-        device = torch.device(name)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but CUDA is not available")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _init_distributed(device: str) -> Distributed:
-    """Join the process group that torchrun describes in the environment, if any."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Distributed()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_nccl = device in ("auto", "cuda") and torch.cuda.is_available()
-    if use_nccl:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group("nccl" if use_nccl else "gloo")
-    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line: parse and validate, then call train().
-
-ARCH_WIDTHS = ("g_fc", "g_conv", "d_conv", "d_fc", "q_fc")
+ARCH_WIDTHS = {  # ArchConfig's widths and what they are the width of
+    "g_fc": "generator's first fully connected layer",
+    "g_conv": "generator's 7x7 feature map (the up-convolution halves it)",
+    "d_conv": "discriminator's first convolution (the second doubles it)",
+    "d_fc": "discriminator's fully connected layer",
+    "q_fc": "Q head's hidden layer",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="infogan train", description="Train InfoGAN.")
+    parser = argparse.ArgumentParser(
+        prog="infogan train", description="Train InfoGAN.", formatter_class=DefaultsHelpFormatter
+    )
     add = parser.add_argument
-    add("--dataset", choices=DATASETS, default=defaults.dataset)
-    add("--out", dest="out_dir", default=defaults.out_dir, help="run folder (default: %(default)s)")
-    add("--epochs", type=_positive_int, default=defaults.epochs)
-    add("--steps", type=_positive_int, default=None, help="total steps; overrides --epochs")
-    add("--batch-size", type=_positive_int, default=defaults.batch_size, help="per process")
-    add("--lr-g", type=_positive_float, default=defaults.lr_g)
-    add("--lr-d", type=_positive_float, default=defaults.lr_d)
-    add("--beta1", type=float, default=defaults.beta1)
-    add("--beta2", type=float, default=defaults.beta2)
-    add("--lambda-cat", type=_non_negative_float, default=defaults.lambda_cat)
-    add("--lambda-cont", type=_non_negative_float, default=defaults.lambda_cont)
-    add("--learn-std", action="store_true", help="Q predicts a std per continuous code (default: fixed)")
-    add("--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head")
-    add("--seed", type=int, default=defaults.seed)
-    add("--device", default=defaults.device, help="auto, cpu, cuda, cuda:N or mps")
-    add("--precision", choices=PRECISIONS, default=defaults.precision)
-    add("--compile", choices=COMPILE_SETTINGS, default=defaults.compile, help="torch.compile; auto: on CUDA")
-    add("--minutes", type=_positive_float, default=None, help="stop after this much training time")
-    add("--noise-dim", type=_non_negative_int, default=defaults.latent.noise_dim)
-    add("--noise-prior", choices=("uniform", "normal"), default=defaults.latent.noise_prior)
-    add("--categorical", type=_positive_int, nargs="*", default=[10], help="categories per categorical code")
-    add("--continuous", type=_non_negative_int, default=2, help="number of continuous codes")
-    add("--continuous-prior", choices=("uniform", "normal"), default="uniform")
+    add("--dataset", choices=DATASETS, default=defaults.dataset, help="training images; synthetic is for tests")
+    add("--out", dest="out_dir", default=defaults.out_dir, help="run folder")
+    add("--epochs", type=positive_int, default=defaults.epochs, help="passes over the training images")
+    add("--steps", type=positive_int, default=None, help="total steps; overrides --epochs")
+    add("--batch-size", type=positive_int, default=defaults.batch_size, help="images per step, per process")
+    add("--lr-g", type=positive_float, default=defaults.lr_g, help="Adam learning rate of G")
+    add("--lr-d", type=positive_float, default=defaults.lr_d, help="Adam learning rate of D and Q")
+    add("--beta1", type=float, default=defaults.beta1, help="Adam's first-moment decay")
+    add("--beta2", type=float, default=defaults.beta2, help="Adam's second-moment decay")
+    add("--lambda-cat", type=non_negative_float, default=defaults.lambda_cat, help="weight of L_I's categorical term")
+    add("--lambda-cont", type=non_negative_float, default=defaults.lambda_cont, help="weight of L_I's continuous term")
+    add("--learn-std", action="store_true", help="Q predicts a std per continuous code (else a fixed unit std)")
+    add(
+        "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
+    )
+    add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
+    add("--device", default=defaults.device, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    add("--precision", choices=PRECISIONS, default=defaults.precision, help="auto: bf16 autocast where native")
+    add("--compile", choices=COMPILE_SETTINGS, default=defaults.compile, help="torch.compile; auto: on CUDA only")
+    add("--minutes", type=positive_float, default=None, help="stop after this much training time")
+    add("--noise-dim", type=non_negative_int, default=defaults.latent.noise_dim, help="size of the noise z")
+    add("--noise-prior", choices=("uniform", "normal"), default=defaults.latent.noise_prior, help="the noise's prior")
+    add("--categorical", type=positive_int, nargs="*", default=[10], help="categories per categorical code")
+    add("--continuous", type=non_negative_int, default=2, help="number of continuous codes")
+    add("--continuous-prior", choices=("uniform", "normal"), default="uniform", help="the continuous codes' prior")
     for name in ARCH_WIDTHS:
-        add(f"--{name.replace('_', '-')}", type=_positive_int, default=getattr(defaults.arch, name), help="width")
-    for name in ("log_every", "sample_every", "checkpoint_every", "eval_every"):
-        add(f"--{name.replace('_', '-')}", type=_positive_int, default=getattr(defaults, name))
+        flag, width = f"--{name.replace('_', '-')}", getattr(defaults.arch, name)
+        add(flag, type=positive_int, default=width, help=f"width of the {ARCH_WIDTHS[name]}")
+    add("--log-every", type=positive_int, default=defaults.log_every, help="steps between loss records")
+    add("--sample-every", type=positive_int, default=defaults.sample_every, help="steps between sample grids")
+    add("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every, help="steps between checkpoints")
+    add("--eval-every", type=positive_int, default=None, help="steps between test accuracies (default: an epoch)")
     add("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     add("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     return parser
@@ -481,34 +131,6 @@ def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: 
 
 def _flag_given(flag: str, argv: list[str]) -> bool:
     return any(arg == flag or arg.startswith(f"{flag}=") for arg in argv)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 if __name__ == "__main__":

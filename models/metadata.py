@@ -1,0 +1,46 @@
+"""The checkpoint's metadata keys, named once (docs/design.md, "Checkpoints").
+
+The metadata is the JSON object in a checkpoint's safetensors header. Training writes it, the
+evaluator adds metrics and category labels to it, export keeps it, and the service reads it:
+this typed contract is what all four agree on. `format`, `latent`, `arch` and `optimizers` are
+the file format's own (models/checkpoint.py); every other key is listed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+UNMATCHED = "?"  # the label of a category that no digit was matched to (more categories than digits)
+
+
+class ImageShape(TypedDict):
+    channels: int
+    height: int
+    width: int
+
+
+class CheckpointMeta(TypedDict, total=False):
+    """Every key is optional: a checkpoint says what it knows, readers fall back where it is silent."""
+
+    dataset: str  # the training data set: "mnist", "synthetic"
+    image: ImageShape  # what the generator draws
+    step: int  # training steps taken
+    train_seconds: float  # the training clock, bookkeeping excluded, carried across resumes
+    train_config: dict[str, Any]  # training.loop.TrainConfig as a dict: how the model was trained
+    q_predicts_std: bool  # Q's head predicts a std per continuous code (else a fixed unit std)
+    metrics: dict[str, Any]  # training.evaluate's figures: categorical_accuracy, continuous, fid, ...
+    category_labels: list[str]  # category -> the digit it learned, UNMATCHED for none
+
+
+def q_predicts_std(meta: CheckpointMeta) -> bool:
+    """Whether Q's head gives a std per continuous code; checkpoints from before the key existed
+    say it only in their training config."""
+    if "q_predicts_std" in meta:
+        return bool(meta["q_predicts_std"])
+    return bool(meta.get("train_config", {}).get("learn_std", False))
+
+
+def category_labels(mapping: list[int]) -> list[str]:
+    """The labels for `mapping[category] = digit` (-1 where no digit matched): the one place
+    that decides what a category is called."""
+    return [str(digit) if digit >= 0 else UNMATCHED for digit in mapping]
