@@ -29,3 +29,7 @@ format: install
 
 clean:
 	rm -rf $(VENV) samples .pytest_cache .ruff_cache *.egg-info
+
+.PHONY: compose-test
+compose-test: install  ## opt-in, minutes: build the image, run the compose stack and its train profile for real (Docker engine, Compose v2)
+	RUN_COMPOSE_TEST=1 $(PYTHON) -m pytest tests/test_compose.py
