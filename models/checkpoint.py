@@ -8,7 +8,9 @@ exactly where a run stopped; a serving checkpoint holds the networks only, possi
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -70,22 +72,25 @@ def save_checkpoint(
     """Write `checkpoint` atomically (temporary file, fsync, rename).
 
     `dtype` (e.g. torch.float16) casts the network weights to shrink a serving file."""
+    tensors, meta = _encode(checkpoint, "", dtype)
+    return CHECKPOINT_FORMAT.write(path, tensors, {**meta, **_spec(checkpoint)})
+
+
+def save_population(path: str | os.PathLike[str], members: Sequence[Checkpoint], meta: CheckpointMeta) -> Path:
+    """Write the members of a population, all at the same step, as one file (one atomic rename,
+    so a resumed population never mixes steps). A population of one is an ordinary checkpoint.
+
+    `meta` is what the members share (step, dataset, training config); each member's own meta
+    (its seed, metrics, labels) goes under "members"."""
+    if len(members) == 1:
+        return save_checkpoint(path, dataclasses.replace(members[0], meta={**members[0].meta, **meta}))
     tensors: dict[str, torch.Tensor] = {}
-    for prefix, module in (("generator", checkpoint.generator), ("discriminator", checkpoint.discriminator)):
-        for key, value in module.state_dict().items():
-            if dtype is not None and value.is_floating_point():
-                value = value.to(dtype)
-            tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
-
-    meta: dict[str, Any] = {**checkpoint.meta, "latent": checkpoint.latent.to_dict(), "arch": checkpoint.arch.to_dict()}
-    if checkpoint.training is not None:
-        meta["optimizers"] = {}
-        for name, state_dict in checkpoint.training.optimizers.items():
-            param_groups, optimizer_tensors = _flatten_optimizer(state_dict, f"optimizer.{name}")
-            meta["optimizers"][name] = param_groups
-            tensors.update(optimizer_tensors)
-
-    return CHECKPOINT_FORMAT.write(path, tensors, meta)
+    member_metas = []
+    for k, member in enumerate(members):
+        member_tensors, member_meta = _encode(member, f"members.{k}.", None)
+        tensors.update(member_tensors)
+        member_metas.append(member_meta)
+    return CHECKPOINT_FORMAT.write(path, tensors, {**meta, **_spec(members[0]), "members": member_metas})
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -100,16 +105,77 @@ def load_checkpoint(
     """Rebuild the networks from the file alone, in float32 and eval mode."""
     path = Path(path)
     meta, tensors = CHECKPOINT_FORMAT.read(path)
+    if "members" in meta:
+        raise CheckpointError(
+            f"{path}: holds a population of {len(meta['members'])} members; "
+            "`infogan export --member N` writes one of them as a checkpoint of its own"
+        )
+    return _decode(path, meta, meta, tensors, "", device, with_training_state)
+
+
+def load_population(
+    path: str | os.PathLike[str], *, device: torch.device | str = "cpu", with_training_state: bool = False
+) -> list[Checkpoint]:
+    """Every member of a population file, each with the shared metadata and its own; an ordinary
+    checkpoint is a population of one."""
+    path = Path(path)
+    meta, tensors = CHECKPOINT_FORMAT.read(path)
+    if "members" not in meta:
+        return [_decode(path, meta, meta, tensors, "", device, with_training_state)]
+    if not isinstance(meta["members"], list) or not all(isinstance(m, dict) for m in meta["members"]):
+        raise CheckpointError(f"{path}: 'members' in the metadata must be a list of objects")
+    shared = {k: v for k, v in meta.items() if k != "members"}
+    return [
+        _decode(path, meta, {**shared, **own}, tensors, f"members.{k}.", device, with_training_state)
+        for k, own in enumerate(meta["members"])
+    ]
+
+
+def _spec(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {"latent": checkpoint.latent.to_dict(), "arch": checkpoint.arch.to_dict()}
+
+
+def _encode(
+    checkpoint: Checkpoint, prefix: str, dtype: torch.dtype | None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A model's tensors, named under `prefix`, and its own metadata (optimizer groups included)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in (("generator", checkpoint.generator), ("discriminator", checkpoint.discriminator)):
+        for key, value in module.state_dict().items():
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            tensors[f"{prefix}{name}.{key}"] = value.detach().cpu().contiguous()
+    meta: dict[str, Any] = dict(checkpoint.meta)
+    if checkpoint.training is not None:
+        meta["optimizers"] = {}
+        for name, state_dict in checkpoint.training.optimizers.items():
+            param_groups, optimizer_tensors = _flatten_optimizer(state_dict, f"{prefix}optimizer.{name}")
+            meta["optimizers"][name] = param_groups
+            tensors.update(optimizer_tensors)
+    return tensors, meta
+
+
+def _decode(
+    path: Path,
+    file_meta: dict[str, Any],
+    meta: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    prefix: str,
+    device: torch.device | str,
+    with_training_state: bool,
+) -> Checkpoint:
+    """The model stored under `prefix`, with `meta` as its metadata."""
     try:
-        latent = LatentSpec.from_dict(meta["latent"])
-        arch = ArchConfig.from_dict(meta["arch"])
+        latent = LatentSpec.from_dict(file_meta["latent"])
+        arch = ArchConfig.from_dict(file_meta["arch"])
         generator, discriminator = build_networks(latent, arch)  # torch rejects e.g. negative widths
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path}: invalid latent spec or architecture in metadata: {error}") from error
 
-    for prefix, module in (("generator", generator), ("discriminator", discriminator)):
-        state = {k.removeprefix(f"{prefix}."): v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
-        _load_weights(path, prefix, module, state)
+    for name, module in (("generator", generator), ("discriminator", discriminator)):
+        start = f"{prefix}{name}."
+        state = {k.removeprefix(start): v for k, v in tensors.items() if k.startswith(start)}
+        _load_weights(path, name, module, state)
         module.to(device).eval()
 
     training = None
@@ -118,7 +184,7 @@ def load_checkpoint(
             raise CheckpointError(f"{path}: holds no training state (a serving checkpoint cannot be resumed)")
         try:
             optimizers = {
-                name: _unflatten_optimizer(groups, tensors, f"optimizer.{name}")
+                name: _unflatten_optimizer(groups, tensors, f"{prefix}optimizer.{name}")
                 for name, groups in meta["optimizers"].items()
             }
         except (AttributeError, TypeError, ValueError) as error:
@@ -126,8 +192,8 @@ def load_checkpoint(
         training = TrainingState(optimizers=optimizers)
 
     extra = cast(CheckpointMeta, {k: v for k, v in meta.items() if k not in ("format", "latent", "arch", "optimizers")})
-    stored_dtype = next(v.dtype for k, v in tensors.items() if k.startswith("generator.") and v.is_floating_point())
-    return Checkpoint(latent, arch, generator, discriminator, extra, training, stored_dtype)
+    weights = (v for k, v in tensors.items() if k.startswith(f"{prefix}generator.") and v.is_floating_point())
+    return Checkpoint(latent, arch, generator, discriminator, extra, training, next(weights).dtype)
 
 
 def _load_weights(path: Path, prefix: str, module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:

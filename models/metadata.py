@@ -25,11 +25,13 @@ class CheckpointMeta(TypedDict, total=False):
     dataset: str  # the training data set: "mnist", "synthetic"
     image: ImageShape  # what the generator draws
     step: int  # training steps taken
+    seed: int  # the model's own seed (member k of a population: train_config.seed + k)
     train_seconds: float  # the training clock, bookkeeping excluded, carried across resumes
     train_config: dict[str, Any]  # training.loop.TrainConfig as a dict: how the model was trained
     q_predicts_std: bool  # Q's head predicts a std per continuous code (else a fixed unit std)
     metrics: dict[str, Any]  # training.evaluate's figures: categorical_accuracy, continuous, fid, ...
     category_labels: list[str]  # category -> the digit it learned, UNMATCHED for none
+    chosen_member: int  # of a finished population: the member the label-free criterion picked
 
 
 def q_predicts_std(meta: CheckpointMeta) -> bool:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import training.loop as loop
-from models.checkpoint import build_networks, load_checkpoint, read_metadata
+from models.checkpoint import build_networks, load_checkpoint, load_population, read_metadata
 from models.latent import LatentSpec
 from models.networks import ArchConfig
 from training.loop import TrainConfig, frozen, train
@@ -43,10 +43,12 @@ def small_config(out_dir: Path, **changes) -> TrainConfig:
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
-    checkpoint = load_checkpoint(path)
+    """Every member's weights (a lone run is a population of one), named by member."""
     return {
-        **{f"g.{k}": v for k, v in checkpoint.generator.state_dict().items()},
-        **{f"d.{k}": v for k, v in checkpoint.discriminator.state_dict().items()},
+        f"{k}.{name}": value
+        for k, member in enumerate(load_population(path))
+        for net, module in (("g", member.generator), ("d", member.discriminator))
+        for name, value in ((f"{net}.{key}", v) for key, v in module.state_dict().items())
     }
 
 
@@ -100,10 +102,12 @@ def test_a_run_folder_holds_config_log_samples_and_a_checkpoint_with_metadata(tm
     assert sorted(int(label) for label in meta["category_labels"]) == list(range(10))
 
 
-def test_resume_after_sigkill_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("population", [1, 2])
+def test_resume_after_sigkill_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, population):
     interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
     common = ["--dataset", "synthetic", "--batch-size", "32", "--precision", "fp32", "--noise-dim", "16", *SMALL_FLAGS]
     common += ["--checkpoint-every", "5", "--eval-every", "1000", "--sample-every", "1000"]
+    common += ["--population", str(population)]
 
     # A run far too long to finish, killed without warning once it has checkpointed.
     process = subprocess.Popen(

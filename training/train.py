@@ -25,6 +25,7 @@ from training.options import (
     positive_float,
     positive_int,
 )
+from training.select import CRITERIA
 
 ARCH_WIDTHS = {  # ArchConfig's widths and what they are the width of
     "g_fc": "generator's first fully connected layer",
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
     )
     add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
+    add(
+        "--population",
+        type=positive_int,
+        default=defaults.population,
+        help="members trained side by side, seeds SEED, SEED+1, ...; the best by a label-free criterion is exported",
+    )
+    add("--select", choices=CRITERIA, default=defaults.select, help="label-free criterion that picks the member")
     add("--device", default=defaults.device, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     add("--precision", choices=PRECISIONS, default=defaults.precision, help="auto: bf16 autocast where native")
     add("--compile", choices=COMPILE_SETTINGS, default=defaults.compile, help="torch.compile; auto: on CUDA only")

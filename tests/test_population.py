@@ -1,0 +1,122 @@
+"""Populations: members trained side by side equal lone runs, one file holds them, a label-free
+criterion picks one and the run ends with it exported as a serving checkpoint."""
+
+import json
+import math
+
+import pytest
+import torch
+from test_train import assert_same_weights, run_cli, small_config
+
+import training.loop as loop
+from models.checkpoint import CheckpointError, load_checkpoint, load_population, read_metadata
+from training.export import main as export_main
+from training.loop import MODEL_NAME, train
+from training.select import agreement, choose, information, score_members
+
+
+def member_weights(path, k: int) -> dict[str, torch.Tensor]:
+    member = load_population(path)[k]
+    return {
+        **{f"g.{name}": value for name, value in member.generator.state_dict().items()},
+        **{f"d.{name}": value for name, value in member.discriminator.state_dict().items()},
+    }
+
+
+def test_a_population_trains_each_member_as_a_lone_run_of_its_seed_would(tmp_path):
+    population = train(small_config(tmp_path / "population", steps=6, seed=5, population=2))
+    for k, seed in enumerate((5, 6)):
+        alone = train(small_config(tmp_path / f"seed{seed}", steps=6, seed=seed))
+        assert_same_weights(member_weights(population, k), member_weights(alone, 0))
+
+
+def test_one_file_holds_every_member_with_its_seed_metrics_and_the_chosen_one(tmp_path):
+    path = train(small_config(tmp_path, steps=10, eval_every=5, population=3))
+    members = load_population(path)
+    assert [m.meta["seed"] for m in members] == [0, 1, 2]
+    assert all(m.meta["step"] == 10 for m in members)
+    scores = [m.meta["metrics"]["information"] for m in members]
+    assert read_metadata(path)["chosen_member"] == max(range(3), key=scores.__getitem__)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert sorted(r["member"] for r in records if "categorical_accuracy" in r) == [0, 0, 1, 1, 2, 2]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir())[-3:] == [
+        f"step_0000010_member{k}.png" for k in range(3)
+    ]
+    with pytest.raises(CheckpointError, match="population of 3 members"):
+        load_checkpoint(path)  # a serving-style load names the way out: export one member
+
+
+def test_the_run_ends_with_the_chosen_member_exported_for_serving(tmp_path):
+    path = train(small_config(tmp_path, steps=10, population=2))
+    chosen = read_metadata(path)["chosen_member"]
+    model = load_checkpoint(tmp_path / MODEL_NAME)
+    assert model.training is None and model.stored_dtype == torch.float16
+    assert model.meta["seed"] == chosen
+    exported = member_weights(tmp_path / MODEL_NAME, 0)
+    assert_same_weights({k: v.half().float() for k, v in member_weights(path, chosen).items()}, exported)
+    assert set(model.meta["metrics"]["continuous"]) == {"c1", "c2"}  # slant and width measured per code
+
+
+def test_export_picks_the_chosen_member_or_the_one_asked_for(tmp_path, capsys):
+    path = train(small_config(tmp_path / "run", steps=4, population=2))
+    chosen = read_metadata(path)["chosen_member"]
+    assert export_main([str(path), str(tmp_path / "default.safetensors")]) == 0
+    assert load_checkpoint(tmp_path / "default.safetensors").meta["seed"] == chosen
+    assert export_main([str(path), str(tmp_path / "other.safetensors"), "--member", str(1 - chosen)]) == 0
+    assert load_checkpoint(tmp_path / "other.safetensors").meta["seed"] == 1 - chosen
+    assert export_main([str(path), str(tmp_path / "none.safetensors"), "--member", "2"]) == 2
+    assert "--member 2 is not one of its members 0..1" in capsys.readouterr().err
+
+
+def test_population_arguments_are_checked_before_training(tmp_path, monkeypatch):
+    result = run_cli("--population", "0", "--out", str(tmp_path / "zero"))
+    assert result.returncode == 2 and "--population: must be a positive integer, got 0" in result.stderr
+
+    monkeypatch.setattr(loop, "free_memory", lambda device: 1 << 20)  # a device with 1 MiB free
+    with pytest.raises(ValueError, match=r"population 4 needs at least .* GiB more .* 0.0 GiB free"):
+        train(small_config(tmp_path / "huge", steps=2, population=4))
+    assert not (tmp_path / "huge" / "checkpoint.safetensors").exists()
+
+
+# --- the label-free criteria ---------------------------------------------------------------------
+
+
+def test_information_is_highest_for_a_q_that_is_certain_and_uses_every_category():
+    digits = torch.arange(1000) % 10
+    certain = torch.nn.functional.one_hot(digits, 10).float()  # (N, 10): each image one category
+    assert information(certain) == pytest.approx(math.log(10), abs=1e-5)
+
+    # Digits 4 and 9 merged: their images spread over two categories, half and half.
+    merged = certain.clone()
+    for digit, categories in ((4, (4, 9)), (9, (4, 9))):
+        merged[digits == digit] = 0
+        merged[(digits == digit).nonzero()[:, 0][:, None], torch.tensor(categories)] = 0.5
+    assert information(merged) < information(certain)
+
+    unsure = torch.full((1000, 10), 0.1)  # no idea about any image
+    collapsed = torch.nn.functional.one_hot(torch.zeros(1000, dtype=torch.long), 10).float()  # one category
+    assert information(unsure) == pytest.approx(0, abs=1e-6)
+    assert information(collapsed) == pytest.approx(0, abs=1e-6)
+
+
+def test_agreement_scores_the_member_whose_categories_others_share_highest():
+    digits = torch.arange(1000) % 10
+    relabelled = (digits * 3 + 1) % 10  # the same grouping, other category numbers
+    merged = digits.clone()
+    merged[digits == 9] = 4  # 4s and 9s share a category...
+    merged[(digits == 4) & (torch.arange(1000) % 20 < 10)] = 9  # ...and the 4s are split by "style"
+    scores = agreement([digits, relabelled, merged], categories=10)
+    assert scores[0] == scores[1] > scores[2]
+    with pytest.raises(ValueError, match="at least two"):
+        agreement([digits], categories=10)
+
+
+def test_scores_read_q_on_real_images_and_choose_picks_the_best(tmp_path):
+    members = load_population(train(small_config(tmp_path, steps=4, population=2)))
+    images = torch.rand(64, 1, 28, 28) * 2 - 1
+    scores = score_members([m.discriminator for m in members], members[0].latent, images)
+    assert all(0 <= s.information <= math.log(10) + 1e-6 and 0 <= s.agreement <= 1 for s in scores)
+    best = max(range(2), key=lambda k: scores[k].agreement)
+    assert choose(scores, "agreement") == best
+    with pytest.raises(ValueError, match="criterion must be one of information, agreement"):
+        choose(scores, "accuracy")

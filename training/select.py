@@ -1,0 +1,88 @@
+"""Label-free selection: which member of a population learned the digit as its category.
+
+A population trains several models that differ only in their seed; some learn the digit, others
+merge two digits into categories split by style. Labels would tell them apart, but a user's data
+may have none, so the criteria here read only Q's categorical head on real images:
+
+- information: Q's mutual information between category and image, I(c; x) = H(E[p]) - E[H(p)]
+  in nats over real images x (p = Q's category probabilities for one image). It is high when Q
+  is certain about each image (low E[H(p)]) and uses every category equally (high H(E[p])). A
+  model that splits one digit by style is less certain on the digits in between.
+- agreement: how well a member's categories match the other members' on the same images (the
+  best one-to-one matching, as for accuracy, averaged over the others). Members that learned the
+  digit agree with each other; each merge is its own, so merged members agree less.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.latent import LatentSpec
+from training.evaluate import apply_in_chunks, match_categories
+
+CRITERIA = ("information", "agreement")
+
+
+@dataclass(frozen=True)
+class MemberScores:
+    information: float  # nats; at most log(categories)
+    agreement: float | None  # None for a population of one
+
+    def as_metrics(self) -> dict[str, float | None]:
+        return {"information": round(self.information, 6), "agreement": self.agreement and round(self.agreement, 6)}
+
+
+def category_probabilities(
+    discriminator: nn.Module, latent: LatentSpec, images: torch.Tensor, *, code: int = 0, batch_size: int = 1000
+) -> torch.Tensor:
+    """Q's probabilities of the categories of categorical code `code` for (N, C, H, W) images: (N, categories)."""
+
+    def probabilities(chunk: torch.Tensor) -> torch.Tensor:
+        logits, _, _ = latent.split_q_output(discriminator.encode(chunk))
+        return torch.softmax(logits[code].float(), dim=1)
+
+    return apply_in_chunks(discriminator, probabilities, images, batch_size)
+
+
+def information(probabilities: torch.Tensor) -> float:
+    """I(c; x) = H(E[p]) - E[H(p)] in nats for (N, categories) probabilities."""
+    mean = probabilities.mean(0)  # (categories,)
+    entropy_of_mean = -(mean * mean.clamp_min(1e-12).log()).sum()
+    mean_entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(1).mean()
+    return float(entropy_of_mean - mean_entropy)
+
+
+def agreement(assignments: list[torch.Tensor], categories: int) -> list[float]:
+    """For each member's (N,) category assignment, its mean matched agreement with every other
+    member's on the same images; the share of images both put in matching categories."""
+    if len(assignments) < 2:
+        raise ValueError("agreement needs at least two members")
+    shares = torch.eye(len(assignments))
+    for i, mine in enumerate(assignments):
+        for j in range(i + 1, len(assignments)):
+            shares[i, j] = shares[j, i] = match_categories(mine, assignments[j], categories)[0]
+    return ((shares.sum(1) - 1) / (len(assignments) - 1)).tolist()
+
+
+def score_members(
+    discriminators: list[nn.Module], latent: LatentSpec, images: torch.Tensor, *, code: int = 0
+) -> list[MemberScores]:
+    """Both criteria for every member, on the same real images (no labels)."""
+    probabilities = [category_probabilities(d, latent, images, code=code) for d in discriminators]
+    infos = [information(p) for p in probabilities]
+    if len(discriminators) == 1:
+        return [MemberScores(infos[0], None)]
+    categories = latent.categorical[code].categories
+    agreements = agreement([p.argmax(1) for p in probabilities], categories)
+    return [MemberScores(i, a) for i, a in zip(infos, agreements, strict=True)]
+
+
+def choose(scores: list[MemberScores], criterion: str) -> int:
+    """The member with the highest value of `criterion` ("information" or "agreement")."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}; got {criterion!r}")
+    values = [getattr(s, criterion) if getattr(s, criterion) is not None else s.information for s in scores]
+    return max(range(len(scores)), key=values.__getitem__)
