@@ -1,0 +1,150 @@
+"""Does a label-free criterion pick the member that learned the digit? Figures over many members.
+
+    python bench/selection.py runs/screen/s11 runs/screen/s12 ... [--k 2 3 4] [--threshold 0.95]
+
+Each argument is a run folder (a lone run or a population: every member counts). For every
+member: categorical accuracy on the 10,000 MNIST test images (labels, for validation only), the
+label-free criteria of training/select.py on the first 10,000 training images, what its
+continuous codes do, and its accuracy at each evaluation in the log (does early predict late?).
+Then the rank correlation of each criterion with accuracy, and "keep the best of K by the
+criterion" over every K-subset of the members: how often the pick reaches the threshold, the
+mean and worst accuracy picked, against a random pick (the subset's mean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).parent))
+
+from seeds import read_log  # noqa: E402
+from serve import print_header  # noqa: E402
+
+from models.checkpoint import load_population  # noqa: E402
+from training.classifier import load_classifier  # noqa: E402
+from training.data import load_dataset  # noqa: E402
+from training.evaluate import categorical_accuracy, continuous_effects  # noqa: E402
+from training.loop import CHECKPOINT_NAME, SELECTION_IMAGES  # noqa: E402
+from training.select import agreement, category_probabilities, information  # noqa: E402
+
+
+def best_of_k(
+    accuracies: list[float], scores: list[float] | None, pair_agreement: torch.Tensor, k: int, threshold: float
+) -> dict[str, float]:
+    """Over every k-subset: the accuracy of the member the criterion picks (`scores`, or None for
+    agreement within the subset), as share reaching `threshold`, mean and worst."""
+    picked = []
+    for subset in itertools.combinations(range(len(accuracies)), k):
+        if scores is None:  # agreement with the other members of this subset only
+            within = pair_agreement[list(subset)][:, list(subset)].sum(1)
+            best = subset[int(within.argmax())]
+        else:
+            best = max(subset, key=scores.__getitem__)
+        picked.append(accuracies[best])
+    return {
+        "share": sum(a >= threshold for a in picked) / len(picked),
+        "mean": statistics.mean(picked),
+        "worst": min(picked),
+        "subsets": len(picked),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders, each with a checkpoint.safetensors")
+    parser.add_argument("--k", type=int, nargs="+", default=[2, 3, 4], help="population sizes to simulate")
+    parser.add_argument("--threshold", type=float, default=0.95, help="the accuracy a pick must reach")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    print_header()
+    test, train = load_dataset("mnist", "test"), load_dataset("mnist", "train")
+    real = train.images[:SELECTION_IMAGES]
+    classifier = load_classifier()
+    rows = []
+    for run in args.runs:
+        log = read_log(run / "log.jsonl")
+        for k, member in enumerate(load_population(run / CHECKPOINT_NAME)):
+            accuracy, _ = categorical_accuracy(member.discriminator, member.latent, test)
+            probabilities = category_probabilities(member.discriminator, member.latent, real)
+            effects = continuous_effects(member.generator, member.latent, classifier)
+            early = [r["categorical_accuracy"] for r in log if "categorical_accuracy" in r and r.get("member", 0) == k]
+            rows.append(
+                {
+                    "name": f"{run.name}/{k}",
+                    "seed": member.meta.get("seed", member.meta["train_config"]["seed"]),
+                    "step": member.meta["step"],
+                    "accuracy": accuracy,
+                    "information": information(probabilities),
+                    "assignment": probabilities.argmax(1),
+                    "effects": effects,
+                    "early": early,
+                }
+            )
+
+    categories = 10
+    assignments = [row["assignment"] for row in rows]
+    pair = torch.eye(len(rows))
+    for i, j in itertools.combinations(range(len(rows)), 2):
+        pair[i, j] = pair[j, i] = agreement([assignments[i], assignments[j]], categories)[0]
+    for i, row in enumerate(rows):
+        row["agreement"] = float((pair[i].sum() - 1) / max(len(rows) - 1, 1))
+
+    print()
+    header = "| member | seed | steps | accuracy by evaluation | final accuracy | information | agreement | codes |"
+    print(header + "\n| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |")
+    for row in rows:
+        codes = ", ".join(
+            f"{n} {e['slant_spearman']:+.2f} / {e['width_spearman']:+.2f}" for n, e in row["effects"].items()
+        )
+        early = " ".join(f"{a:.3f}" for a in row["early"])
+        print(
+            f"| {row['name']} | {row['seed']} | {row['step']} | {early} | {row['accuracy']:.4f} | "
+            f"{row['information']:.4f} | {row['agreement']:.4f} | {codes} |"
+        )
+
+    accuracies = [row["accuracy"] for row in rows]
+    print()
+    print(
+        f"{len(rows)} members: accuracy mean {statistics.mean(accuracies):.4f}, min {min(accuracies):.4f}, "
+        f"max {max(accuracies):.4f}; {sum(a >= args.threshold for a in accuracies)} reach {args.threshold}"
+    )
+    for criterion in ("information", "agreement"):
+        rho = spearmanr([row[criterion] for row in rows], accuracies).statistic
+        print(f"Spearman rank correlation of {criterion} with accuracy: {rho:+.3f}")
+    evaluations = min(len(row["early"]) for row in rows)
+    for e in range(evaluations - 1):
+        rho = spearmanr([row["early"][e] for row in rows], accuracies).statistic
+        print(f"Spearman rank correlation of accuracy at evaluation {e + 1} with the final one: {rho:+.3f}")
+
+    print()
+    print(f"| K | pick by | subsets | share >= {args.threshold} | mean accuracy picked | worst picked |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for k in args.k:
+        if k > len(rows):
+            continue
+        random_pick = statistics.mean(
+            statistics.mean(accuracies[i] for i in subset) for subset in itertools.combinations(range(len(rows)), k)
+        )
+        information_scores = [row["information"] for row in rows]
+        for name, scores in (("information", information_scores), ("agreement within the K", None)):
+            result = best_of_k(accuracies, scores, pair, k, args.threshold)
+            print(
+                f"| {k} | {name} | {result['subsets']} | {result['share']:.3f} | {result['mean']:.4f} | "
+                f"{result['worst']:.4f} |"
+            )
+        print(f"| {k} | random (mean of the subset) | | | {random_pick:.4f} | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
