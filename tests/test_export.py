@@ -15,7 +15,7 @@ from models.checkpoint import (
 )
 from models.latent import LatentSpec
 from models.networks import ArchConfig
-from training.export import export, main
+from training.export import export, main, named_codes
 
 SPEC = LatentSpec()
 TINY = ArchConfig(name="tiny", g_fc=32, g_conv=16, d_conv=8, d_fc=32, q_fc=16)
@@ -140,3 +140,35 @@ def test_main_rejects_an_unknown_dtype(
 
     assert raised.value.code == 2
     assert "--dtype" in capsys.readouterr().err
+
+
+def effects(slant: float, width: float) -> dict[str, float]:
+    return {"slant_spearman": slant, "width_spearman": width, "identity_kept": 0.9}
+
+
+def measured(continuous: dict[str, dict[str, float]]) -> Checkpoint:
+    generator, discriminator = build_networks(SPEC, TINY)
+    return Checkpoint(SPEC, TINY, generator, discriminator, {"metrics": {"continuous": continuous}})
+
+
+@pytest.mark.parametrize(
+    ("continuous", "names"),
+    [
+        ({"c1": effects(-0.97, 0.1), "c2": effects(0.2, -0.95)}, ("slant", "width")),  # the paper's figure
+        ({"c1": effects(0.3, 0.97), "c2": effects(0.99, 0.2)}, ("width", "slant")),
+        ({"c1": effects(0.99, 0.97), "c2": effects(0.1, 0.2)}, ("c1", "c2")),  # both at once: mixed, no name
+        ({"c1": effects(0.92, 0.1), "c2": effects(-0.98, 0.3)}, ("c1", "slant")),  # two slants: the clearer
+        ({"c1": effects(0.6, 0.4), "c2": effects(0.1, 0.85)}, ("c1", "c2")),  # nothing clear enough
+    ],
+)
+def test_continuous_codes_are_named_by_their_clear_measured_effect(continuous, names) -> None:
+    named = named_codes(measured(continuous))
+    assert tuple(code.name for code in named.latent.continuous) == names
+    assert named.meta["metrics"]["continuous"] == {
+        new: continuous[old] for old, new in zip(("c1", "c2"), names, strict=True)
+    }
+
+
+def test_a_checkpoint_without_measurements_keeps_its_code_names() -> None:
+    checkpoint = measured({})
+    assert named_codes(checkpoint) is checkpoint

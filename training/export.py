@@ -3,20 +3,25 @@
 python -m training.export runs/mnist/checkpoint.safetensors models/pretrained/mnist.safetensors
 
 A population's checkpoint holds every member: export writes the one the run chose, or --member N.
+Continuous codes whose measured effect is clear get named by it ("slant", "width"), so the page
+and the API can say what a slider does.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import torch
 
-from models.checkpoint import CheckpointError, load_population, save_checkpoint
+from models.checkpoint import Checkpoint, CheckpointError, load_population, save_checkpoint
 from training.options import DefaultsHelpFormatter
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
+CLEAR, UNCLEAR = 0.9, 0.5  # |rank correlation| that names a code, and that the other attribute must stay below
+ATTRIBUTES = {"slant": "slant_spearman", "width": "width_spearman"}
 
 
 def export(source: Path, target: Path, *, dtype: torch.dtype | None = torch.float16, member: int | None = None) -> Path:
@@ -24,7 +29,7 @@ def export(source: Path, target: Path, *, dtype: torch.dtype | None = torch.floa
     population, `member` (default: the one the run chose) is written."""
     members = load_population(source)
     if len(members) == 1 and member in (None, 0):
-        return save_checkpoint(target, members[0], dtype=dtype)
+        return save_checkpoint(target, named_codes(members[0]), dtype=dtype)
     if member is None:
         member = members[0].meta.get("chosen_member")
         if member is None:
@@ -33,7 +38,40 @@ def export(source: Path, target: Path, *, dtype: torch.dtype | None = torch.floa
             )
     if not 0 <= member < len(members):
         raise CheckpointError(f"{source}: --member {member} is not one of its members 0..{len(members) - 1}")
-    return save_checkpoint(target, members[member], dtype=dtype)
+    return save_checkpoint(target, named_codes(members[member]), dtype=dtype)
+
+
+def named_codes(checkpoint: Checkpoint) -> Checkpoint:
+    """The checkpoint with each continuous code named by what it measurably does, from the slant
+    and width rank correlations in its metrics: "slant" for |rho| >= 0.9 with slant while the
+    width correlation stays below 0.5, "width" likewise; where two codes qualify, the clearer one.
+    Other codes, and checkpoints without the measurements, keep their names."""
+    effects = checkpoint.meta.get("metrics", {}).get("continuous", {})
+    old = [code.name or f"c{j + 1}" for j, code in enumerate(checkpoint.latent.continuous)]
+    claims: dict[str, tuple[float, int]] = {}  # attribute -> (|rho|, code index)
+    for j, name in enumerate(old):
+        if name not in effects:
+            continue
+        for attribute, key in ATTRIBUTES.items():
+            strong = abs(effects[name][key])
+            weak = max(abs(effects[name][other]) for other in ATTRIBUTES.values() if other != key)
+            if strong >= CLEAR and weak < UNCLEAR and strong > claims.get(attribute, (0.0, -1))[0]:
+                claims[attribute] = (strong, j)
+    new = list(old)
+    for attribute, (_, j) in claims.items():
+        new[j] = attribute
+    if new == old:
+        return checkpoint
+    continuous = tuple(dataclasses.replace(c, name=n) for c, n in zip(checkpoint.latent.continuous, new, strict=True))
+    metrics = {
+        **checkpoint.meta["metrics"],
+        "continuous": {n: effects[o] for o, n in zip(old, new, strict=True) if o in effects},
+    }
+    return dataclasses.replace(
+        checkpoint,
+        latent=dataclasses.replace(checkpoint.latent, continuous=continuous),
+        meta={**checkpoint.meta, "metrics": metrics},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

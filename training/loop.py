@@ -42,6 +42,7 @@ from models.sample import render_grid, traversal_codes
 from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import CLASSIFIER_IMAGE, categorical_accuracy, continuous_effects
+from training.export import named_codes
 from training.losses import InformationLoss, discriminator_loss, generator_loss, information_loss
 from training.select import choose, score_members
 
@@ -264,7 +265,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             if chosen is not None:
                 model = members[chosen].checkpoint(config)
                 model.meta = {**meta, **model.meta}
-                save_checkpoint(out_dir / MODEL_NAME, model, dtype=torch.float16)
+                save_checkpoint(out_dir / MODEL_NAME, named_codes(model), dtype=torch.float16)
                 log.write({**record, "chosen_member": chosen, "criterion": config.select})
                 progress.write(selection_report(members, chosen, config.select, out_dir / MODEL_NAME))
     progress.close()
