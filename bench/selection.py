@@ -34,7 +34,7 @@ from training.classifier import load_classifier  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import categorical_accuracy, continuous_effects  # noqa: E402
 from training.loop import CHECKPOINT_NAME, SELECTION_IMAGES  # noqa: E402
-from training.select import agreement, category_probabilities, information  # noqa: E402
+from training.select import category_probabilities, information, pairwise_agreement  # noqa: E402
 
 
 def best_of_k(
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(
                 {
                     "name": f"{run.name}/{k}",
-                    "seed": member.meta.get("seed", member.meta["train_config"]["seed"]),
+                    "seed": member.meta["seed"] if "seed" in member.meta else member.meta["train_config"]["seed"],
+                    "categories": member.latent.categorical[0].categories,
                     "step": member.meta["step"],
                     "accuracy": accuracy,
                     "information": information(probabilities),
@@ -91,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
 
-    categories = 10
-    assignments = [row["assignment"] for row in rows]
-    pair = torch.eye(len(rows))
-    for i, j in itertools.combinations(range(len(rows)), 2):
-        pair[i, j] = pair[j, i] = agreement([assignments[i], assignments[j]], categories)[0]
+    pair = pairwise_agreement([row["assignment"] for row in rows], rows[0]["categories"])
     for i, row in enumerate(rows):
         row["agreement"] = float((pair[i].sum() - 1) / max(len(rows) - 1, 1))
 
@@ -136,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             statistics.mean(accuracies[i] for i in subset) for subset in itertools.combinations(range(len(rows)), k)
         )
         information_scores = [row["information"] for row in rows]
-        for name, scores in (("information", information_scores), ("agreement within the K", None)):
+        pickers = [("information", information_scores)] + ([("agreement within the K", None)] if k >= 3 else [])
+        for name, scores in pickers:
             result = best_of_k(accuracies, scores, pair, k, args.threshold)
             print(
                 f"| {k} | {name} | {result['subsets']} | {result['share']:.3f} | {result['mean']:.4f} | "

@@ -107,7 +107,7 @@ def load_checkpoint(
     meta, tensors = CHECKPOINT_FORMAT.read(path)
     if "members" in meta:
         raise CheckpointError(
-            f"{path}: holds a population of {len(meta['members'])} members; "
+            f"{path}: holds a population of members; "
             "`infogan export --member N` writes one of them as a checkpoint of its own"
         )
     return _decode(path, meta, meta, tensors, "", device, with_training_state)
@@ -122,12 +122,13 @@ def load_population(
     meta, tensors = CHECKPOINT_FORMAT.read(path)
     if "members" not in meta:
         return [_decode(path, meta, meta, tensors, "", device, with_training_state)]
-    if not isinstance(meta["members"], list) or not all(isinstance(m, dict) for m in meta["members"]):
-        raise CheckpointError(f"{path}: 'members' in the metadata must be a list of objects")
+    members = meta["members"]
+    if not isinstance(members, list) or not members or not all(isinstance(m, dict) for m in members):
+        raise CheckpointError(f"{path}: 'members' in the metadata must be a non-empty list of objects")
     shared = {k: v for k, v in meta.items() if k != "members"}
     return [
         _decode(path, meta, {**shared, **own}, tensors, f"members.{k}.", device, with_training_state)
-        for k, own in enumerate(meta["members"])
+        for k, own in enumerate(members)
     ]
 
 

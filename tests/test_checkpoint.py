@@ -20,6 +20,7 @@ from models.checkpoint import (
     TrainingState,
     build_networks,
     load_checkpoint,
+    load_population,
     read_metadata,
     save_checkpoint,
 )
@@ -419,3 +420,11 @@ def test_whether_q_predicts_a_std_is_read_from_its_key_then_from_the_training_co
 
 def test_a_category_no_digit_was_matched_to_has_one_name_everywhere() -> None:
     assert category_labels([3, -1, 0]) == ["3", UNMATCHED, "0"]
+
+
+@pytest.mark.parametrize("members", [[], {"0": {}}, [1, 2]], ids=["empty", "not-a-list", "not-objects"])
+def test_a_population_file_with_malformed_members_is_refused(tmp_path: Path, members: Any) -> None:
+    path = save_checkpoint(tmp_path / "population.safetensors", make_checkpoint())
+    resave(path, meta=lambda meta: {**meta, "members": members})
+    with pytest.raises(CheckpointError, match="'members' in the metadata must be a non-empty list of objects"):
+        load_population(path)

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-from test_train import assert_same_weights, run_cli, small_config
+from test_train import SMALL_FLAGS, assert_same_weights, run_cli, small_config
 
 import training.loop as loop
-from models.checkpoint import CheckpointError, load_checkpoint, load_population, read_metadata
+from models.checkpoint import CheckpointError, load_checkpoint, load_population, read_metadata, save_population
 from training.export import main as export_main
 from training.loop import MODEL_NAME, train
-from training.select import agreement, choose, information, score_members
+from training.select import MemberScores, agreement, choose, information, score_members
 
 
 def member_weights(path, k: int) -> dict[str, torch.Tensor]:
@@ -42,7 +42,7 @@ def test_one_file_holds_every_member_with_its_seed_metrics_and_the_chosen_one(tm
     assert sorted(p.name for p in (tmp_path / "samples").iterdir())[-3:] == [
         f"step_0000010_member{k}.png" for k in range(3)
     ]
-    with pytest.raises(CheckpointError, match="population of 3 members"):
+    with pytest.raises(CheckpointError, match="holds a population of members"):
         load_checkpoint(path)  # a serving-style load names the way out: export one member
 
 
@@ -50,7 +50,9 @@ def test_the_run_ends_with_the_chosen_member_exported_for_serving(tmp_path):
     path = train(small_config(tmp_path, steps=10, population=2))
     chosen = read_metadata(path)["chosen_member"]
     model = load_checkpoint(tmp_path / MODEL_NAME)
-    assert model.training is None and model.stored_dtype == torch.float16
+    assert model.stored_dtype == torch.float16
+    assert "optimizers" not in read_metadata(tmp_path / MODEL_NAME)  # a serving file: networks and metadata only
+    assert "chosen_member" not in model.meta and model.meta["step"] == 10
     assert model.meta["seed"] == chosen
     exported = member_weights(tmp_path / MODEL_NAME, 0)
     assert_same_weights({k: v.half().float() for k, v in member_weights(path, chosen).items()}, exported)
@@ -112,12 +114,45 @@ def test_agreement_scores_the_member_whose_categories_others_share_highest():
         agreement([digits], categories=10)
 
 
-def test_scores_read_q_on_real_images_and_choose_picks_the_best(tmp_path):
-    members = load_population(train(small_config(tmp_path, steps=4, population=2)))
+def test_scores_read_q_on_real_images(tmp_path):
+    members = load_population(train(small_config(tmp_path, steps=4, population=3)))
     images = torch.rand(64, 1, 28, 28) * 2 - 1
     scores = score_members([m.discriminator for m in members], members[0].latent, images)
     assert all(0 <= s.information <= math.log(10) + 1e-6 and 0 <= s.agreement <= 1 for s in scores)
-    best = max(range(2), key=lambda k: scores[k].agreement)
-    assert choose(scores, "agreement") == best
+
+
+def test_choose_picks_the_highest_criterion_and_agreement_needs_three_members():
+    scores = [MemberScores(2.1, 0.80), MemberScores(2.2, 0.70), MemberScores(2.0, 0.90)]
+    assert choose(scores, "information") == 1
+    assert choose(scores, "agreement") == 2
+    assert choose(scores[:2], "agreement") == 1  # two members agree equally: information decides
     with pytest.raises(ValueError, match="criterion must be one of information, agreement"):
         choose(scores, "accuracy")
+
+
+def test_a_failing_selection_loses_no_training(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("selection failed")
+
+    monkeypatch.setattr(loop, "select_member", broken)
+    with pytest.raises(RuntimeError, match="selection failed"):
+        train(small_config(tmp_path, steps=7, checkpoint_every=5, population=2))
+    assert read_metadata(tmp_path / "checkpoint.safetensors")["step"] == 7
+
+
+def test_export_of_a_population_that_chose_nothing_asks_for_a_member(tmp_path, capsys):
+    path = train(small_config(tmp_path / "run", steps=7, checkpoint_every=5, population=2))
+    members = load_population(path)
+    for member in members:
+        member.meta.pop("chosen_member")
+    save_population(path, members, {"step": 7})
+    assert export_main([str(path), str(tmp_path / "model.safetensors")]) == 2
+    assert "chose no member yet; pick one with --member" in capsys.readouterr().err
+
+
+def test_a_resumed_run_refuses_to_change_what_it_was_started_with(tmp_path):
+    flags = ["--dataset", "synthetic", "--batch-size", "32", "--noise-dim", "16", *SMALL_FLAGS]
+    assert run_cli(*flags, "--steps", "2", "--population", "2", "--out", str(tmp_path)).returncode == 0
+    result = run_cli("--resume", "--out", str(tmp_path), "--steps", "4", "--population", "3")
+    assert result.returncode == 2
+    assert "--population 3 differs from its 2" in result.stderr

@@ -28,17 +28,22 @@ def export(source: Path, target: Path, *, dtype: torch.dtype | None = torch.floa
     """Drop the optimizer state and cast the weights; metadata (metrics, labels) is kept. From a
     population, `member` (default: the one the run chose) is written."""
     members = load_population(source)
-    if len(members) == 1 and member in (None, 0):
-        return save_checkpoint(target, named_codes(members[0]), dtype=dtype)
     if member is None:
-        member = members[0].meta.get("chosen_member")
-        if member is None:
-            raise CheckpointError(
-                f"{source}: a population of {len(members)} members that chose none yet; pick one with --member"
-            )
-    if not 0 <= member < len(members):
+        member = 0 if len(members) == 1 else members[0].meta.get("chosen_member")
+    if member is None:
+        raise CheckpointError(
+            f"{source}: a population of {len(members)} that chose no member yet; pick one with --member"
+        )
+    if not isinstance(member, int) or not 0 <= member < len(members):
         raise CheckpointError(f"{source}: --member {member} is not one of its members 0..{len(members) - 1}")
-    return save_checkpoint(target, named_codes(members[member]), dtype=dtype)
+    return save_checkpoint(target, serving_checkpoint(members[member]), dtype=dtype)
+
+
+def serving_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
+    """What a served model keeps of a training checkpoint: the networks and the metadata, codes
+    named by what they do; no optimizer state, no note of which population member it was."""
+    meta = {key: value for key, value in checkpoint.meta.items() if key != "chosen_member"}
+    return named_codes(dataclasses.replace(checkpoint, training=None, meta=meta))
 
 
 def named_codes(checkpoint: Checkpoint) -> Checkpoint:
@@ -46,15 +51,21 @@ def named_codes(checkpoint: Checkpoint) -> Checkpoint:
     and width rank correlations in its metrics: "slant" for |rho| >= 0.9 with slant while the
     width correlation stays below 0.5, "width" likewise; where two codes qualify, the clearer one.
     Other codes, and checkpoints without the measurements, keep their names."""
-    effects = checkpoint.meta.get("metrics", {}).get("continuous", {})
+    metrics = checkpoint.meta.get("metrics")
+    effects = metrics.get("continuous") if isinstance(metrics, dict) else None
+    if not isinstance(effects, dict):
+        return checkpoint
     old = [code.name or f"c{j + 1}" for j, code in enumerate(checkpoint.latent.continuous)]
     claims: dict[str, tuple[float, int]] = {}  # attribute -> (|rho|, code index)
     for j, name in enumerate(old):
-        if name not in effects:
+        measured = effects.get(name)
+        if not isinstance(measured, dict) or not all(
+            isinstance(measured.get(k), int | float) for k in ATTRIBUTES.values()
+        ):
             continue
         for attribute, key in ATTRIBUTES.items():
-            strong = abs(effects[name][key])
-            weak = max(abs(effects[name][other]) for other in ATTRIBUTES.values() if other != key)
+            strong = abs(measured[key])
+            weak = max(abs(measured[other]) for other in ATTRIBUTES.values() if other != key)
             if strong >= CLEAR and weak < UNCLEAR and strong > claims.get(attribute, (0.0, -1))[0]:
                 claims[attribute] = (strong, j)
     new = list(old)
@@ -63,14 +74,11 @@ def named_codes(checkpoint: Checkpoint) -> Checkpoint:
     if new == old:
         return checkpoint
     continuous = tuple(dataclasses.replace(c, name=n) for c, n in zip(checkpoint.latent.continuous, new, strict=True))
-    metrics = {
-        **checkpoint.meta["metrics"],
-        "continuous": {n: effects[o] for o, n in zip(old, new, strict=True) if o in effects},
-    }
+    renamed = {n: effects[o] for o, n in zip(old, new, strict=True) if o in effects}
     return dataclasses.replace(
         checkpoint,
         latent=dataclasses.replace(checkpoint.latent, continuous=continuous),
-        meta={**checkpoint.meta, "metrics": metrics},
+        meta={**checkpoint.meta, "metrics": {**metrics, "continuous": renamed}},
     )
 
 

@@ -42,9 +42,9 @@ from models.sample import render_grid, traversal_codes
 from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import CLASSIFIER_IMAGE, categorical_accuracy, continuous_effects
-from training.export import named_codes
+from training.export import serving_checkpoint
 from training.losses import InformationLoss, discriminator_loss, generator_loss, information_loss
-from training.select import choose, score_members
+from training.select import CRITERIA, choose, score_members
 
 CHECKPOINT_NAME = "checkpoint.safetensors"  # the latest training checkpoint, every member
 MODEL_NAME = "model.safetensors"  # the chosen member as a serving checkpoint (fp16), written at the end
@@ -153,6 +153,10 @@ class StepLosses:
 
 
 def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
+    if config.population < 1:
+        raise ValueError(f"population must be at least 1, got {config.population}")
+    if config.select not in CRITERIA:
+        raise ValueError(f"select must be one of {', '.join(CRITERIA)}; got {config.select!r}")
     device = resolve_device(config.device, ddp.local_rank)
     autocast_dtype = compute_dtype(config.precision, device)
     out_dir = Path(config.out_dir)
@@ -179,8 +183,12 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     step, trained_before = 0, 0.0
     if resume:
         stored = load_population(checkpoint_path, device=device, with_training_state=True)
-        if len(stored) != len(members):
-            raise ValueError(f"{checkpoint_path} holds {len(stored)} members, the run's config {len(members)}")
+        seeds = [state.meta.get("seed", config.seed + k) for k, state in enumerate(stored)]
+        if seeds != [member.seed for member in members]:
+            raise ValueError(
+                f"{checkpoint_path} holds members with seeds {seeds}, but the run's config.json asks for "
+                f"{[member.seed for member in members]}: was the folder reused for another run?"
+            )
         for member, state in zip(members, stored, strict=True):
             member.generator.load_state_dict(state.generator.state_dict())
             member.discriminator.load_state_dict(state.discriminator.state_dict())
@@ -232,7 +240,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             for k, member in enumerate(members):
                 tag = {"member": k} if len(members) > 1 else {}
                 if step % config.log_every == 0 or done:
-                    images_seen = (step - started_step) * config.batch_size * ddp.world_size * len(members)
+                    images_seen = (step - started_step) * config.batch_size * ddp.world_size  # this member's
                     rate = images_seen / max(seconds - trained_before, 1e-9)
                     losses = member.losses.as_floats()
                     log.write({**record, **tag, **losses, "images_per_s": rate})
@@ -256,16 +264,16 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                     name = f"step_{step:07d}.png" if len(members) == 1 else f"step_{step:07d}_member{k}.png"
                     write_sample_grid(member.generator, latent, fixed_codes, out_dir / "samples" / name)
             progress.set_postfix(shown, refresh=False)
-            chosen = select_member(members, latent, images, config.select) if done else None
+            meta: CheckpointMeta = {**run_metadata(config, step), "train_seconds": seconds}
             if step % config.checkpoint_every == 0 or done:
-                meta: CheckpointMeta = {**run_metadata(config, step), "train_seconds": seconds}
-                if chosen is not None:
-                    meta["chosen_member"] = chosen
                 save_population(checkpoint_path, [member.checkpoint(config) for member in members], meta)
-            if chosen is not None:
+            if done:  # after the save above, so a failing selection loses no training
+                chosen = select_member(members, latent, images, config.select)
+                meta["chosen_member"] = chosen
+                save_population(checkpoint_path, [member.checkpoint(config) for member in members], meta)
                 model = members[chosen].checkpoint(config)
                 model.meta = {**meta, **model.meta}
-                save_checkpoint(out_dir / MODEL_NAME, named_codes(model), dtype=torch.float16)
+                save_checkpoint(out_dir / MODEL_NAME, serving_checkpoint(model), dtype=torch.float16)
                 log.write({**record, "chosen_member": chosen, "criterion": config.select})
                 progress.write(selection_report(members, chosen, config.select, out_dir / MODEL_NAME))
     progress.close()
@@ -365,8 +373,6 @@ def train_step(
 def check_population_fits(population: int, first: Member, device: torch.device) -> None:
     """Refuse a population whose weights and optimiser states alone exceed the device's free
     memory, once its first member is built: a clear message instead of an out-of-memory kill."""
-    if population < 1:
-        raise ValueError(f"population must be at least 1, got {population}")
     parameters = sum(p.numel() for net in (first.generator, first.discriminator) for p in net.parameters())
     needed = (population - 1) * parameters * 4 * 4  # fp32 weights, gradients, two Adam moments
     free = free_memory(device)
@@ -378,11 +384,15 @@ def check_population_fits(population: int, first: Member, device: torch.device) 
 
 
 def free_memory(device: torch.device) -> int | None:
-    """Free bytes on `device`, where it can be known."""
+    """Bytes that `device` can still give, where that can be known: CUDA's free memory, or on a
+    Linux CPU MemAvailable (free memory plus the page cache the kernel can reclaim)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    if device.type == "cpu" and hasattr(os, "sysconf"):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    meminfo = Path("/proc/meminfo")
+    if device.type == "cpu" and meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # reported in kB
     return None
 
 

@@ -32,7 +32,8 @@ class MemberScores:
     agreement: float | None  # None for a population of one
 
     def as_metrics(self) -> dict[str, float | None]:
-        return {"information": round(self.information, 6), "agreement": self.agreement and round(self.agreement, 6)}
+        agreement = None if self.agreement is None else round(self.agreement, 6)
+        return {"information": round(self.information, 6), "agreement": agreement}
 
 
 def category_probabilities(
@@ -55,15 +56,21 @@ def information(probabilities: torch.Tensor) -> float:
     return float(entropy_of_mean - mean_entropy)
 
 
-def agreement(assignments: list[torch.Tensor], categories: int) -> list[float]:
-    """For each member's (N,) category assignment, its mean matched agreement with every other
-    member's on the same images; the share of images both put in matching categories."""
-    if len(assignments) < 2:
-        raise ValueError("agreement needs at least two members")
+def pairwise_agreement(assignments: list[torch.Tensor], categories: int) -> torch.Tensor:
+    """(M, M): for two members' (N,) category assignments of the same images, the share of
+    images they put in matching categories, under the best one-to-one matching of categories."""
     shares = torch.eye(len(assignments))
     for i, mine in enumerate(assignments):
         for j in range(i + 1, len(assignments)):
             shares[i, j] = shares[j, i] = match_categories(mine, assignments[j], categories)[0]
+    return shares
+
+
+def agreement(assignments: list[torch.Tensor], categories: int) -> list[float]:
+    """For each member's (N,) category assignment, its mean agreement with every other member's."""
+    if len(assignments) < 2:
+        raise ValueError("agreement needs at least two members")
+    shares = pairwise_agreement(assignments, categories)
     return ((shares.sum(1) - 1) / (len(assignments) - 1)).tolist()
 
 
@@ -81,8 +88,13 @@ def score_members(
 
 
 def choose(scores: list[MemberScores], criterion: str) -> int:
-    """The member with the highest value of `criterion` ("information" or "agreement")."""
+    """The member with the highest value of `criterion` ("information" or "agreement").
+
+    Agreement needs three members to say anything: between two it is one number, the same for
+    both. Smaller populations are chosen by information."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}; got {criterion!r}")
-    values = [getattr(s, criterion) if getattr(s, criterion) is not None else s.information for s in scores]
+    if criterion == "agreement" and len(scores) < 3:
+        criterion = "information"
+    values = [getattr(score, criterion) for score in scores]
     return max(range(len(scores)), key=values.__getitem__)

@@ -16,6 +16,7 @@ from pathlib import Path
 from models.checkpoint import CheckpointError
 from models.latent import CategoricalCode, ContinuousCode, LatentSpec
 from models.networks import PRECISIONS, ArchConfig
+from training.classifier import ClassifierError
 from training.data import DATASETS, DataError
 from training.loop import COMPILE_SETTINGS, TrainConfig, train
 from training.options import (
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         path = train(config, resume=args.resume)
-    except (CheckpointError, DataError, ValueError) as error:
+    except (CheckpointError, ClassifierError, DataError, ValueError) as error:
         print(f"infogan train: error: {error}", file=sys.stderr)
         return 2
     print(f"checkpoint: {path}")
@@ -132,7 +133,15 @@ def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: 
     saved = TrainConfig.from_dict(json.loads(stored.read_text()))
     given = argv if argv is not None else sys.argv[1:]
     changeable = ("epochs", "steps", "minutes", "log_every", "sample_every", "checkpoint_every", "eval_every")
-    changeable += ("device", "compile")
+    changeable += ("device", "compile", "select")
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch")]
+    for name in fields:
+        flag = f"--{name.replace('_', '-')}"
+        if name not in changeable and _flag_given(flag, given) and getattr(config, name) != getattr(saved, name):
+            parser.error(
+                f"--resume keeps the run's stored configuration: {flag} {getattr(config, name)} differs from its "
+                f"{getattr(saved, name)} (only the length, bookkeeping, device, compile and select may change)"
+            )
     updates = {n: getattr(config, n) for n in changeable if _flag_given(f"--{n.replace('_', '-')}", given)}
     return dataclasses.replace(saved, **updates)
 
