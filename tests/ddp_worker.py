@@ -1,4 +1,5 @@
-"""Run by test_train under torchrun: trains a few steps, then saves this replica's weights.
+"""Run by test_train under torchrun: trains a population of two a few steps, then saves this
+replica's weights (every member's).
 
 It spies on the network factory that train() uses, so it can read every process's replica,
 not only the one the main process checkpoints."""
@@ -34,6 +35,7 @@ config = TrainConfig(
     out_dir=str(out_dir / "run"),
     steps=8,
     batch_size=16,
+    population=2,
     precision="fp32",
     latent=LatentSpec(noise_dim=16),
     arch=ArchConfig(g_fc=32, g_conv=16, d_conv=8, d_fc=32, q_fc=16),
