@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             accuracy, _ = categorical_accuracy(member.discriminator, member.latent, test)
             probabilities = category_probabilities(member.discriminator, member.latent, real)
             effects = continuous_effects(member.generator, member.latent, classifier)
-            early = [r["categorical_accuracy"] for r in log if "categorical_accuracy" in r and r.get("member", 0) == k]
+            evaluations = [r for r in log if "categorical_accuracy" in r and r.get("member", 0) == k]
+            early = [r["categorical_accuracy"] for r in evaluations]
+            early_information = [r["information"] for r in evaluations if "information" in r]
             rows.append(
                 {
                     "name": f"{run.name}/{k}",
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                     "assignment": probabilities.argmax(1),
                     "effects": effects,
                     "early": early,
+                    "early_information": early_information,
                 }
             )
 
@@ -122,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     for e in range(evaluations - 1):
         rho = spearmanr([row["early"][e] for row in rows], accuracies).statistic
         print(f"Spearman rank correlation of accuracy at evaluation {e + 1} with the final one: {rho:+.3f}")
+    logged = [row for row in rows if len(row["early_information"]) == evaluations]  # logs from before have none
+    for e in range(evaluations - 1 if len(logged) > 2 else 0):
+        rho = spearmanr([row["early_information"][e] for row in logged], [row["accuracy"] for row in logged]).statistic
+        print(
+            f"Spearman rank correlation of information at evaluation {e + 1} with the final accuracy: {rho:+.3f} "
+            f"({len(logged)} members)"
+        )
 
     print()
     print(f"| K | pick by | subsets | share >= {args.threshold} | mean accuracy picked | worst picked |")

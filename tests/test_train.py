@@ -93,6 +93,7 @@ def test_a_run_folder_holds_config_log_samples_and_a_checkpoint_with_metadata(tm
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss_d" in r] == [5, 10]
     assert [r["step"] for r in records if "categorical_accuracy" in r] == [5, 10]
+    assert all(0 <= r["information"] <= 2.31 for r in records if "categorical_accuracy" in r)  # nats, log 10 at most
     assert (tmp_path / "samples" / "step_0000010.png").read_bytes().startswith(b"\x89PNG")
     meta = read_metadata(path)
     assert meta["step"] == 10

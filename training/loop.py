@@ -44,7 +44,7 @@ from training.data import load_dataset
 from training.evaluate import CLASSIFIER_IMAGE, categorical_accuracy, continuous_effects
 from training.export import serving_checkpoint
 from training.losses import InformationLoss, discriminator_loss, generator_loss, information_loss
-from training.select import CRITERIA, choose, score_members
+from training.select import CRITERIA, category_probabilities, choose, information, score_members
 
 CHECKPOINT_NAME = "checkpoint.safetensors"  # the latest training checkpoint, every member
 MODEL_NAME = "model.safetensors"  # the chosen member as a serving checkpoint (fp16), written at the end
@@ -252,7 +252,11 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                         "metrics": {"categorical_accuracy": accuracy},
                         "category_labels": category_labels(mapping),
                     }
-                    log.write({**record, **tag, "categorical_accuracy": accuracy})
+                    # the label-free criterion beside the labelled accuracy: does it predict early?
+                    probabilities = category_probabilities(member.discriminator, latent, images[:SELECTION_IMAGES])
+                    log.write(
+                        {**record, **tag, "categorical_accuracy": accuracy, "information": information(probabilities)}
+                    )
                     who = f"member {k} " if len(members) > 1 else ""
                     progress.write(
                         f"step {step} ({seconds:.0f} s of training): {who}categorical accuracy {accuracy:.4f}",
