@@ -2,8 +2,9 @@
 
     python bench/seeds.py runs/seed1 runs/seed2 runs/seed3
 
-For each run folder: the final checkpoint's metrics on the 10,000 MNIST test images (evaluated
-here, the same code as `infogan evaluate`), and from its log the training steps and wall-clock
+For each run folder (each member of a population): the final checkpoint's metrics on the 10,000
+MNIST test images (evaluated here, the same code as `infogan evaluate`), and from its log the
+training steps and wall-clock
 time to reach a categorical accuracy of 0.90 and 0.95. Then the mean and spread over runs.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import load_checkpoint
+from models.checkpoint import load_population
 from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import evaluate
@@ -57,19 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run | seed | steps | accuracy | to 0.90 | to 0.95 | FID | {codes}")
     rows = []
     for run in args.runs:
-        checkpoint = load_checkpoint(run / CHECKPOINT_NAME)
-        metrics = evaluate(checkpoint, test, classifier)
-        reached = time_to_accuracy(read_log(run / "log.jsonl"))
-        rows.append(metrics)
-        to = [f"{r[0]} steps, {r[1] / 60:.1f} min" if r else "not reached" for r in reached.values()]
-        codes = [
-            f"{e['slant_spearman']:+.2f}/{e['width_spearman']:+.2f}/{e['identity_kept']:.2f}"
-            for e in metrics["continuous"].values()
-        ]
-        print(
-            f"{run.name} | {checkpoint.meta['train_config']['seed']} | {checkpoint.meta['step']} | "
-            f"{metrics['categorical_accuracy']:.4f} | {to[0]} | {to[1]} | {metrics['fid']:.2f} | {' | '.join(codes)}"
-        )
+        log = read_log(run / "log.jsonl")
+        for k, checkpoint in enumerate(load_population(run / CHECKPOINT_NAME)):  # every member of a population
+            metrics = evaluate(checkpoint, test, classifier)
+            reached = time_to_accuracy([r for r in log if r.get("member", 0) == k])
+            rows.append(metrics)
+            to = [f"{r[0]} steps, {r[1] / 60:.1f} min" if r else "not reached" for r in reached.values()]
+            codes = [
+                f"{e['slant_spearman']:+.2f}/{e['width_spearman']:+.2f}/{e['identity_kept']:.2f}"
+                for e in metrics["continuous"].values()
+            ]
+            seed = checkpoint.meta.get("seed", checkpoint.meta["train_config"]["seed"] + k)
+            print(
+                f"{run.name} | {seed} | {checkpoint.meta['step']} | {metrics['categorical_accuracy']:.4f} | "
+                f"{to[0]} | {to[1]} | {metrics['fid']:.2f} | {' | '.join(codes)}"
+            )
     accuracies = [m["categorical_accuracy"] for m in rows]
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     print(
