@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from models.latent import CategoricalCode, ContinuousCode, LatentBatch, LatentSpec
-from training.losses import LOG_STD_LIMIT, discriminator_loss, generator_loss, information_loss
+from training.losses import (
+    LOG_STD_LIMIT,
+    consistency_loss,
+    discriminator_loss,
+    generator_loss,
+    information_loss,
+    jitter,
+)
 
 SPEC = LatentSpec(noise_dim=0, categorical=(CategoricalCode(3),), continuous=(ContinuousCode(),))
 
@@ -79,3 +86,33 @@ def test_terms_sum_over_codes_and_average_over_the_batch():
     loss = information_loss(spec, q_out, batch)
     assert loss.categorical.item() == pytest.approx(2 * math.log(2), rel=1e-6)
     assert loss.continuous.item() == pytest.approx(2 * (0.5 + 0.5 * math.log(2 * math.pi)), rel=1e-6)
+
+
+# --- consistency on jittered real images ---------------------------------------------------------
+
+
+def test_jitter_moves_ink_a_little_and_keeps_the_background() -> None:
+    images = -torch.ones(8, 1, 28, 28)
+    images[:, :, 10:18, 12:16] = 1.0  # an upright bar
+    same = jitter(images, torch.Generator().manual_seed(0), degrees=0.0, pixels=0.0)
+    assert torch.allclose(same, images, atol=1e-5)
+    moved = jitter(images, torch.Generator().manual_seed(0))
+    assert moved.shape == images.shape and moved.min() >= -1 - 1e-6 and moved.max() <= 1 + 1e-6
+    assert (moved[:, :, :4] == -1).all()  # far from the bar, background stays background
+    assert not torch.allclose(moved, images, atol=0.1)  # but the bar moved
+    again = jitter(images, torch.Generator().manual_seed(0))
+    assert torch.equal(moved, again)  # a function of the generator's state: resumes stay exact
+
+
+def test_consistency_is_zero_for_agreeing_q_and_trains_only_the_jittered_side() -> None:
+    spec = LatentSpec(noise_dim=4, categorical=(CategoricalCode(3),), continuous=(ContinuousCode(),))
+    q_real = torch.tensor([[2.0, 0.0, -1.0, 0.5, 0.1]], requires_grad=True)
+    same = q_real.detach().clone().requires_grad_(True)
+    assert consistency_loss(spec, q_real, same).item() == pytest.approx(0.0, abs=1e-7)
+
+    other = torch.tensor([[-1.0, 2.0, 0.0, 0.5, 0.1]], requires_grad=True)  # another category, same continuous
+    loss = consistency_loss(spec, q_real, other)
+    loss.backward()
+    assert loss.item() > 0.5
+    assert q_real.grad is None  # the real image's reading is the target
+    assert other.grad[0, 3:].abs().sum() == 0  # the continuous head is left alone

@@ -43,7 +43,14 @@ from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import CLASSIFIER_IMAGE, categorical_accuracy, continuous_effects
 from training.export import serving_checkpoint
-from training.losses import InformationLoss, discriminator_loss, generator_loss, information_loss
+from training.losses import (
+    InformationLoss,
+    consistency_loss,
+    discriminator_loss,
+    generator_loss,
+    information_loss,
+    jitter,
+)
 from training.select import CRITERIA, category_probabilities, choose, information, score_members
 
 CHECKPOINT_NAME = "checkpoint.safetensors"  # the latest training checkpoint, every member
@@ -67,6 +74,7 @@ class TrainConfig:
     lambda_cont: float = 1.0  # with a fixed std this is half the squared error, already small
     learn_std: bool = False  # fixed unit std, as the authors' code; True: Q also predicts a std
     info_trains_body: bool = True  # L_I also updates D's shared body, not only the Q head
+    consistency: float = 0.0  # weight of Q's categorical consistency on jittered real images; 0: off, the paper's
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
     select: str = "information"  # the label-free criterion that picks the member to export (training.select)
@@ -219,8 +227,10 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             if k not in orders or index == 0:
                 orders[k] = epoch_order(len(data), seed=member.seed, epoch=epoch).to(device)
             real = real_batch(images, orders[k], index, config.batch_size, ddp)
-            codes = latent.sample(config.batch_size, batch_rng(member.seed, ddp.rank, step), device)
-            member.losses = train_step(member, real, codes, config, autocast_dtype)
+            draws = batch_rng(member.seed, ddp.rank, step)
+            codes = latent.sample(config.batch_size, draws, device)
+            jittered = jitter(real, draws) if config.consistency else None
+            member.losses = train_step(member, real, codes, config, autocast_dtype, jittered)
         step += 1
         progress.update(1)
         if config.minutes is not None and step % config.log_every == 0:
@@ -343,20 +353,31 @@ def build_member(config: TrainConfig, seed: int, device: torch.device, ddp: Dist
 
 
 def train_step(
-    member: Member, real: torch.Tensor, codes: LatentBatch, config: TrainConfig, autocast_dtype: torch.dtype
+    member: Member,
+    real: torch.Tensor,
+    codes: LatentBatch,
+    config: TrainConfig,
+    autocast_dtype: torch.dtype,
+    jittered: torch.Tensor | None = None,
 ) -> StepLosses:
-    """One D step and one G step of `member` on a batch of real images and the codes for its fakes."""
+    """One D step and one G step of `member` on a batch of real images and the codes for its
+    fakes; with `jittered` copies of the real images, the consistency term too."""
     latent, device_type, use_autocast = config.latent, real.device.type, autocast_dtype != torch.float32
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=use_autocast):
         fake = member.g_model(latent.build_input(codes))
 
         # (1) Update D and Q: maximize log D(x) + log(1 - D(G(z, c))) + lambda * L_I(G, Q)
         # real and fake in one pass (batch norms still see them apart): bigger, faster matmuls
-        both = torch.cat([real, fake.detach()])
-        logits, q_both = member.d_model(both, detach_q=not config.info_trains_body, groups=2)
-        (real_logits, fake_logits), q_fake = logits.chunk(2), q_both[len(real) :]
+        batches = [real, fake.detach()] + ([jittered] if jittered is not None else [])
+        logits, q_all = member.d_model(torch.cat(batches), detach_q=not config.info_trains_body, groups=len(batches))
+        (real_logits, fake_logits, *_), (q_real, q_fake, *q_jittered) = (
+            logits.chunk(len(batches)),
+            q_all.chunk(len(batches)),
+        )
         info_d = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
         loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
+        if q_jittered:
+            loss_d = loss_d + config.consistency * consistency_loss(latent, q_real, q_jittered[0])
     member.opt_d.zero_grad(set_to_none=True)
     (loss_d + info_d.weighted(config.lambda_cat, config.lambda_cont)).backward()
     member.opt_d.step()

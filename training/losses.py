@@ -61,3 +61,34 @@ def information_loss(
         nll = 0.5 * error**2
     continuous = nll.mean(dim=0).sum()
     return InformationLoss(categorical=categorical, continuous=continuous)
+
+
+def consistency_loss(latent: LatentSpec, q_real: torch.Tensor, q_jittered: torch.Tensor) -> torch.Tensor:
+    """KL(p(c | x) || p(c | x')) for Q's categorical heads on real images x and jittered copies x'
+    (rotated and shifted a little), summed over categorical codes, with p(c | x) held fixed.
+
+    A digit stays the same digit when it leans a little more or sits a pixel aside; a category
+    that splits one digit by its slant does not. The continuous head is left alone: slant is
+    what one of its codes should capture."""
+    real_logits, _, _ = latent.split_q_output(q_real.float())
+    jittered_logits, _, _ = latent.split_q_output(q_jittered.float())
+    loss = q_real.new_zeros((), dtype=torch.float32)
+    for target, guess in zip(real_logits, jittered_logits, strict=True):
+        target_log_p = F.log_softmax(target, dim=1).detach()
+        loss = loss + F.kl_div(F.log_softmax(guess, dim=1), target_log_p, log_target=True, reduction="batchmean")
+    return loss
+
+
+def jitter(
+    images: torch.Tensor, generator: torch.Generator, *, degrees: float = 15.0, pixels: float = 2.0
+) -> torch.Tensor:
+    """Each (B, C, H, W) image in [-1, 1] rotated by up to `degrees` and shifted by up to `pixels`
+    each way, at random from `generator` (a CPU generator, for exact resumes); background fills in."""
+    batch, _, height, width = images.shape
+    angle = (torch.rand(batch, generator=generator) * 2 - 1) * math.radians(degrees)
+    shift = (torch.rand(batch, 2, generator=generator) * 2 - 1) * pixels * 2 / torch.tensor([width, height])
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    shifted = F.grid_sample(images + 1, grid, padding_mode="zeros", align_corners=False)  # background 0 after +1
+    return shifted - 1

@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lambda-cont", type=non_negative_float, default=defaults.lambda_cont, help="weight of L_I's continuous term")
     add("--learn-std", action="store_true", help="Q predicts a std per continuous code (else a fixed unit std)")
     add(
+        "--consistency",
+        type=non_negative_float,
+        default=defaults.consistency,
+        help="weight of a term asking Q's categories to stay put when a real image is rotated or shifted a little",
+    )
+    add(
         "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
     )
     add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
