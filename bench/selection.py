@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             early_information = [r["information"] for r in evaluations if "information" in r]
             rows.append(
                 {
-                    "name": f"{run.name}/{k}",
+                    "name": f"{run.parent.name}/{run.name}/{k}",
                     "seed": member.meta["seed"] if "seed" in member.meta else member.meta["train_config"]["seed"],
                     "categories": member.latent.categorical[0].categories,
                     "step": member.meta["step"],
