@@ -49,13 +49,19 @@ def categorical_accuracy(
     Categories carry no labels, so they are matched to digits by the one-to-one assignment that
     maximises accuracy (Hungarian method); unmatched categories (more categories than digits)
     map to -1 and count as errors."""
-
-    def category(images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B,)
-        logits, _, _ = latent.split_q_output(discriminator.encode(images))
-        return logits[code].argmax(1)
-
-    predicted = apply_in_chunks(discriminator, category, data.images, batch_size)
+    predicted = category_logits(discriminator, latent, data.images, code=code, batch_size=batch_size).argmax(1)
     return match_categories(predicted, data.labels, latent.categorical[code].categories)
+
+
+def category_logits(
+    discriminator: nn.Module, latent: LatentSpec, images: torch.Tensor, *, code: int = 0, batch_size: int = 1000
+) -> torch.Tensor:
+    """Q's logits for the categories of categorical code `code`, for (N, C, H, W) images: (N, categories)."""
+
+    def logits(chunk: torch.Tensor) -> torch.Tensor:
+        return latent.split_q_output(discriminator.encode(chunk))[0][code].float()
+
+    return apply_in_chunks(discriminator, logits, images, batch_size)
 
 
 def match_categories(predicted: torch.Tensor, labels: torch.Tensor, categories: int) -> tuple[float, list[int]]:

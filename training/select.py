@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from models.latent import LatentSpec
-from training.evaluate import apply_in_chunks, match_categories
+from training.evaluate import category_logits, match_categories
 
 CRITERIA = ("information", "agreement")
 
@@ -40,12 +40,7 @@ def category_probabilities(
     discriminator: nn.Module, latent: LatentSpec, images: torch.Tensor, *, code: int = 0, batch_size: int = 1000
 ) -> torch.Tensor:
     """Q's probabilities of the categories of categorical code `code` for (N, C, H, W) images: (N, categories)."""
-
-    def probabilities(chunk: torch.Tensor) -> torch.Tensor:
-        logits, _, _ = latent.split_q_output(discriminator.encode(chunk))
-        return torch.softmax(logits[code].float(), dim=1)
-
-    return apply_in_chunks(discriminator, probabilities, images, batch_size)
+    return torch.softmax(category_logits(discriminator, latent, images, code=code, batch_size=batch_size), dim=1)
 
 
 def information(probabilities: torch.Tensor) -> float:
