@@ -14,8 +14,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from backend.body_limit import BodyLimit
+from backend.docs_policy import DocsPolicy
 from backend.encode import BadImage
 from backend.inference import Overloaded
 from backend.latents import NoModel
@@ -33,13 +35,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.service = service
             yield
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI, with /docs and /redoc loading their scripts from this app, not a CDN
         title="InfoGAN Explorer",
         summary="Draw from InfoGAN generators by seed and latent codes; read codes back from images.",
         version="0.1.0",
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(DocsPolicy, paths=("/docs", "/redoc"))
     app.include_router(router)
 
     @app.exception_handler(RequestValidationError)

@@ -19,6 +19,7 @@ from backend.render import Picture
 from backend.schemas import CodeRef, FixedCodes, GenerateRequest, GifRequest, GridRequest, Noise, Sweep
 from backend.settings import Settings
 from models import LatentBatch, LatentSpec
+from models.metadata import UNMATCHED
 from models.render import GRID_PAD
 
 
@@ -57,7 +58,7 @@ def image_picture(request: GenerateRequest, model: Model, settings: Settings, wh
     errors = _Errors(where)
     spec = model.checkpoint.latent
     z, noise_key = _noise(request, spec, settings, errors)
-    categorical, continuous = _fixed_codes(request, spec, settings, errors)
+    categorical, continuous = _fixed_codes(request, model, settings, errors)
     _check_scale(request.scale, 1, 1, model, settings, errors, pad=0)
     errors.raise_any()
     latent = LatentBatch(z, torch.tensor([categorical], dtype=torch.long), torch.tensor([continuous]))
@@ -72,7 +73,7 @@ def grid_picture(request: GridRequest, model: Model, settings: Settings) -> Pict
     if len(seeds) > settings.max_grid:
         field = "seeds" if request.seeds is not None else "rows"
         errors.add((field,), f"a grid has 1..{settings.max_grid} rows, got {len(seeds)}")
-    categorical, continuous = _fixed_codes(request, spec, settings, errors)
+    categorical, continuous = _fixed_codes(request, model, settings, errors)
     values = _sweep_values(request, spec, settings, errors, limit=settings.max_grid, what="columns")
     if not errors.items:  # the scale limit depends on the grid's size, so that must be right first
         _check_scale(request.scale, len(seeds), len(values), model, settings, errors, pad=GRID_PAD)
@@ -88,7 +89,7 @@ def gif_picture(request: GifRequest, model: Model, settings: Settings) -> Pictur
     errors = _Errors("body")
     spec = model.checkpoint.latent
     z, noise_key = _noise(request, spec, settings, errors)
-    categorical, continuous = _fixed_codes(request, spec, settings, errors)
+    categorical, continuous = _fixed_codes(request, model, settings, errors)
     values = _sweep_values(request, spec, settings, errors, limit=settings.max_frames, what="frames")
     _check_scale(request.scale, 1, 1, model, settings, errors, pad=0)
     errors.raise_any()
@@ -127,9 +128,12 @@ def _noise(
 
 
 def _fixed_codes(
-    request: FixedCodes, spec: LatentSpec, settings: Settings, errors: _Errors
+    request: FixedCodes, model: Model, settings: Settings, errors: _Errors
 ) -> tuple[list[int], list[float]]:
+    spec = model.checkpoint.latent
     categorical = request.categorical if request.categorical is not None else [0] * len(spec.categorical)
+    if request.label is not None:
+        categorical[:1] = [_category_of(request.label, model.info.category_labels, errors)]
     continuous = request.continuous if request.continuous is not None else [0.0] * len(spec.continuous)
     if len(categorical) != len(spec.categorical):
         errors.add(("categorical",), f"categorical must hold {len(spec.categorical)} values, one per code")
@@ -140,6 +144,18 @@ def _fixed_codes(
         errors.add(("continuous",), f"continuous must hold {len(spec.continuous)} values, one per code")
     _check_values("continuous", continuous, settings.value_cap, errors)
     return categorical, [float(v) for v in continuous]
+
+
+def _category_of(label: str, labels: list[str] | None, errors: _Errors) -> int:
+    """The category of the first categorical code that learned `label` (0 after an error)."""
+    known = [name for name in labels or [] if name != UNMATCHED and labels.count(name) == 1]
+    if label in known:
+        return labels.index(label)
+    if known:
+        errors.add(("label",), f"label must be one of {', '.join(sorted(known))} (this checkpoint's digits)")
+    else:
+        errors.add(("label",), "this checkpoint's categories have no labels; give categorical (category indices)")
+    return 0
 
 
 def _check_values(field: str, values: list[float], cap: float, errors: _Errors) -> None:

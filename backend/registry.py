@@ -12,11 +12,13 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from backend.schemas import CheckpointInfo
+from backend.schemas import CheckpointInfo, CodeEffect
 from models import Checkpoint, CheckpointError, load_checkpoint
+from models.metadata import clear_effect
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +75,52 @@ def describe(name: str, checkpoint: Checkpoint, sha256: str) -> CheckpointInfo:
     """The /api/checkpoints entry (docs/design.md, "REST API"), plus fields the page may use."""
     meta, arch = checkpoint.meta, checkpoint.arch
     labels = meta.get("category_labels")
+    metrics = meta.get("metrics", {})
+    measured = metrics.get("continuous") if isinstance(metrics.get("continuous"), dict) else {}
+    names = [code.name or f"c{j + 1}" for j, code in enumerate(checkpoint.latent.continuous)]
     return CheckpointInfo(
         name=name,
         dataset=meta.get("dataset"),
         image={"channels": arch.image_channels, "height": arch.image_size, "width": arch.image_size},
         latent=checkpoint.latent.to_dict(),
-        metrics=meta.get("metrics", {}),
+        metrics=metrics,
         category_labels=labels if isinstance(labels, list) else None,  # a list for the first code
+        continuous_effects=[code_effect(name, measured.get(name)) for name in names],
         step=meta.get("step"),
         sha256=sha256,
+    )
+
+
+WHAT_IT_DOES = {  # (effect, sign of its rank correlation) -> what growing the code does
+    ("slant", 1): "leans the digit to the right",
+    ("slant", -1): "leans the digit to the left",
+    ("width", 1): "thickens the strokes",
+    ("width", -1): "thins the strokes",
+}
+
+
+def code_effect(name: str, measured: Any) -> CodeEffect:
+    """One continuous code's effect in words, from its measured rank correlations."""
+    if not isinstance(measured, dict) or not all(
+        isinstance(measured.get(key), int | float) for key in ("slant_spearman", "width_spearman", "identity_kept")
+    ):
+        return CodeEffect(name=name, effect="unmeasured", description="not measured (infogan evaluate measures it)")
+    figures = {key: round(float(measured[key]), 4) for key in ("slant_spearman", "width_spearman", "identity_kept")}
+    kept = f"keeps the digit in {figures['identity_kept']:.0%} of sweeps to +-2"
+    clear = clear_effect(measured)
+    if clear is None:
+        rhos = f"slant {figures['slant_spearman']:+.2f}, width {figures['width_spearman']:+.2f}"
+        return CodeEffect(
+            name=name,
+            effect="mixed",
+            description=f"no single clear effect (rank correlation: {rhos}); {kept}",
+            **figures,
+        )
+    effect, rho = clear
+    what = WHAT_IT_DOES[effect, 1 if rho > 0 else -1]
+    return CodeEffect(
+        name=name,
+        effect=effect,
+        description=f"{what} as it grows ({effect} rank correlation {rho:+.2f}); {kept}",
+        **figures,
     )

@@ -29,7 +29,19 @@ class FixedCodes(_Request):
     continuous: list[Finite] | None = Field(
         None, max_length=256, description="one value per continuous code; default: 0 each; |value| <= the value cap"
     )
+    label: str | None = Field(
+        None,
+        max_length=40,
+        description="instead of categorical: the digit to draw, by its label (one of category_labels in "
+        "/api/checkpoints); sets the first categorical code to the category that learned it, any others to 0",
+    )
     scale: int = Field(1, ge=1, description="integer nearest-neighbour upscaling, at most the scale cap")
+
+    @model_validator(mode="after")
+    def _categorical_or_label(self) -> Self:
+        if self.categorical is not None and self.label is not None:
+            raise ValueError("give either categorical (category indices) or label, not both")
+        return self
 
 
 class Noise(_Request):
@@ -68,9 +80,15 @@ class Sweep(_Request):
 class GenerateRequest(FixedCodes, Noise):
     """One image: `POST /generate`, or `GET /generate` with the same fields as query parameters."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"label": "5", "seed": 3, "scale": 4}]})
+
 
 class GridRequest(FixedCodes, Sweep):
     """Rows of noise seeds x columns of one code's values: the paper's figure 2."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"label": "7", "rows": 5, "vary": {"kind": "continuous", "index": 0}}]}
+    )
 
     seeds: list[Seed] | None = Field(None, min_length=1, max_length=1024, description="one noise seed per row")
     rows: int | None = Field(None, ge=1, le=1024, description="instead of seeds: seeds 0..rows-1; default 10")
@@ -85,8 +103,25 @@ class GridRequest(FixedCodes, Sweep):
 class GifRequest(FixedCodes, Noise, Sweep):
     """One noise vector, one frame per value of the swept code: an animated traversal."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"label": "2", "seed": 1, "steps": 17, "scale": 3}]})
+
     duration_ms: int = Field(100, ge=20, le=5000, description="how long each frame shows")
     bounce: bool = Field(True, description="play the sweep forward then back, so the loop has no jump")
+
+
+class CodeEffect(BaseModel):
+    """What one continuous code measurably does, from the checkpoint's metrics (sweeps of the code
+    from -2 to 2, training/evaluate.py): the text the page shows beside its slider."""
+
+    name: str = Field(description="the code's name, as in latent.continuous")
+    effect: Literal["slant", "width", "mixed", "unmeasured"] = Field(
+        description="the attribute the code clearly drives (|rank correlation| >= 0.9, the other < 0.5), "
+        "mixed when none is clear, unmeasured without metrics"
+    )
+    description: str = Field(description="one line for a person")
+    slant_spearman: float | None = Field(None, description="rank correlation of the code's value with slant")
+    width_spearman: float | None = Field(None, description="rank correlation with stroke width (ink mass)")
+    identity_kept: float | None = Field(None, description="share of swept images that keep their digit")
 
 
 class CheckpointInfo(BaseModel):
@@ -98,6 +133,7 @@ class CheckpointInfo(BaseModel):
     latent: dict[str, Any]  # models.LatentSpec.to_dict(): noise_dim, categorical, continuous
     metrics: dict[str, Any]
     category_labels: list[str] | None = None  # the digit each category of the first code learned
+    continuous_effects: list[CodeEffect] = []  # one per continuous code, in latent order
     step: int | None = None
     sha256: str
 

@@ -46,3 +46,21 @@ def category_labels(mapping: list[int]) -> list[str]:
     """The labels for `mapping[category] = digit` (-1 where no digit matched): the one place
     that decides what a category is called."""
     return [str(digit) if digit >= 0 else UNMATCHED for digit in mapping]
+
+
+# What a continuous code measurably does, from metrics["continuous"][name] (training/evaluate.py:
+# rank correlations of the code's value with slant and with stroke width over sweeps to +-2).
+EFFECTS = {"slant": "slant_spearman", "width": "width_spearman"}
+CLEAR, UNCLEAR = 0.9, 0.5  # |rho| that names an effect, and that the other attribute must stay below
+
+
+def clear_effect(measured: Any) -> tuple[str, float] | None:
+    """("slant" or "width", its rank correlation) when a code clearly drives that one attribute:
+    |rho| >= 0.9 with it and < 0.5 with the other. None when the effect is mixed or unmeasured."""
+    if not isinstance(measured, dict) or not all(isinstance(measured.get(k), int | float) for k in EFFECTS.values()):
+        return None
+    for effect, key in EFFECTS.items():
+        others = [abs(measured[other]) for other in EFFECTS.values() if other != key]
+        if abs(measured[key]) >= CLEAR and max(others) < UNCLEAR:
+            return effect, float(measured[key])
+    return None

@@ -174,6 +174,48 @@ async def test_several_folders_are_served_and_the_first_wins_a_name(folder: Path
         }
 
 
+async def test_a_label_draws_the_category_that_learned_that_digit(client: httpx.AsyncClient) -> None:
+    by_index = await client.post("/generate", json={"seed": 2, "categorical": [LABELS.index("5")], "scale": 2})
+    by_label = await client.post("/generate", json={"seed": 2, "label": "5", "scale": 2})
+    assert by_label.content == by_index.content and by_label.headers["etag"] == by_index.headers["etag"]
+    assert (await client.get("/generate", params={"seed": 2, "label": "5", "scale": 2})).content == by_index.content
+    grid = await client.post("/generate/grid", json={"label": "5", "rows": 2, "steps": 3})
+    same = await client.post("/generate/grid", json={"categorical": [LABELS.index("5")], "rows": 2, "steps": 3})
+    assert grid.content == same.content
+
+
+async def test_an_unknown_label_is_refused_naming_the_labels_there_are(client: httpx.AsyncClient) -> None:
+    response = await client.post("/generate", json={"label": "five"})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "label"] and "0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in error["msg"]
+    both = await client.post("/generate", json={"label": "5", "categorical": [1]})
+    assert both.status_code == 422 and "categorical" in both.text and "label" in both.text
+
+
+async def test_a_checkpoint_without_labels_refuses_a_label(tmp_path: Path) -> None:
+    write_checkpoint(tmp_path / "unlabelled.safetensors", meta={"dataset": "synthetic"})
+    async with serve(settings_for(tmp_path)) as client:
+        response = await client.post("/generate", json={"label": "5"})
+        assert response.status_code == 422 and "no labels" in response.json()["detail"][0]["msg"]
+
+
+async def test_each_continuous_code_says_what_it_measurably_does(tmp_path: Path) -> None:
+    measured = {
+        "c1": {"slant_spearman": -0.97, "width_spearman": 0.2, "identity_kept": 0.95},
+        "c2": {"slant_spearman": 0.6, "width_spearman": 0.7, "identity_kept": 0.8},
+    }
+    write_checkpoint(tmp_path / "m.safetensors", meta={"metrics": {"continuous": measured}})
+    write_checkpoint(tmp_path / "unmeasured.safetensors")
+    async with serve(settings_for(tmp_path)) as client:
+        entries = {entry["name"]: entry for entry in (await client.get("/api/checkpoints")).json()}
+    slant, mixed = entries["m"]["continuous_effects"]
+    assert slant["name"] == "c1" and slant["effect"] == "slant" and slant["slant_spearman"] == -0.97
+    assert "leans the digit to the left" in slant["description"] and "95%" in slant["description"]
+    assert mixed["effect"] == "mixed" and "+0.60" in mixed["description"] and "+0.70" in mixed["description"]
+    assert [e["effect"] for e in entries["unmeasured"]["continuous_effects"]] == ["unmeasured", "unmeasured"]
+
+
 async def test_grid_is_rows_of_seeds_by_columns_of_values(client: httpx.AsyncClient) -> None:
     grid = picture(await client.post("/generate/grid", json={"seeds": [1, 2, 3], "values": [-2, 0, 2, 1.5]}))
     assert grid.shape == (3 * 30 + 2, 4 * 30 + 2)  # 28 px cells with 2 px between them
@@ -217,7 +259,10 @@ async def test_openapi_documents_images_and_grids(client: httpx.AsyncClient) -> 
     assert "image/png" in paths["/generate/grid"]["post"]["responses"]["200"]["content"]
     assert "image/gif" in paths["/generate/gif"]["post"]["responses"]["200"]["content"]
     assert "image/png" in paths["/encode"]["post"]["requestBody"]["content"]
-    assert (await client.get("/docs")).status_code == 200
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "/static-offline-docs/swagger-ui-bundle.js" in docs.text  # not a CDN
+    assert "default-src 'self'" in docs.headers["content-security-policy"]
+    assert "content-security-policy" not in (await client.get("/api/limits")).headers
 
 
 async def test_root_redirects_to_docs_without_a_page(client: httpx.AsyncClient) -> None:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -511,3 +512,41 @@ def test_screenshots_at_desktop_and_phone_width(page: Page) -> None:
     image = page.locator("#image").bounding_box()
     assert image["y"] >= 0 and image["y"] + image["height"] <= 800  # the picture stays in view (sticky)
     page.screenshot(path=ARTIFACTS / "page-phone-scrolled.png")
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"), [("/docs", ".swagger-ui .opblock-summary"), ("/redoc", ".api-content h2")]
+)
+def test_the_api_docs_render_with_no_request_off_this_machine(
+    page: Page, console: list[str], path: str, rendered: str
+) -> None:
+    """Any request to another host fails the test. ReDoc's bundle asks a CDN for its logo: the
+    pages' Content-Security-Policy stops that in the browser (which says so in the console)."""
+    elsewhere: list[str] = []
+
+    def loopback_only(route) -> None:
+        if route.request.url.startswith(("data:", "blob:")) or urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", loopback_only)
+    page.goto(path)
+    expect(page.locator(rendered).first).to_be_visible()
+    assert page.get_by_text("InfoGAN Explorer").first.is_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"api{path.replace('/', '-')}.png")
+    assert elsewhere == []
+    console[:] = [message for message in console if "Content Security Policy" not in message]
+
+
+def test_swagger_ui_sends_each_example_body_and_the_service_accepts_it(page: Page) -> None:
+    page.goto("/docs")
+    for operation in ("generate_generate_post", "generate_grid_generate_grid_post", "generate_gif_generate_gif_post"):
+        block = page.locator(f"#operations-default-{operation}")
+        block.locator(".opblock-summary").click()
+        block.get_by_role("button", name="Try it out").click()
+        assert '"label"' in block.locator("textarea.body-param__text").input_value()  # the schema's example
+        block.get_by_role("button", name="Execute").click()
+        expect(block.locator(".live-responses-table tbody .response-col_status").first).to_have_text("200")

@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import Checkpoint, CheckpointError, load_population, save_checkpoint
+from models.metadata import clear_effect
 from training.options import DefaultsHelpFormatter
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
-CLEAR, UNCLEAR = 0.9, 0.5  # |rank correlation| that names a code, and that the other attribute must stay below
-ATTRIBUTES = {"slant": "slant_spearman", "width": "width_spearman"}
 
 
 def export(source: Path, target: Path, *, dtype: torch.dtype | None = torch.float16, member: int | None = None) -> Path:
@@ -56,21 +55,14 @@ def named_codes(checkpoint: Checkpoint) -> Checkpoint:
     if not isinstance(effects, dict):
         return checkpoint
     old = [code.name or f"c{j + 1}" for j, code in enumerate(checkpoint.latent.continuous)]
-    claims: dict[str, tuple[float, int]] = {}  # attribute -> (|rho|, code index)
+    claims: dict[str, tuple[float, int]] = {}  # effect -> (|rho|, code index)
     for j, name in enumerate(old):
-        measured = effects.get(name)
-        if not isinstance(measured, dict) or not all(
-            isinstance(measured.get(k), int | float) for k in ATTRIBUTES.values()
-        ):
-            continue
-        for attribute, key in ATTRIBUTES.items():
-            strong = abs(measured[key])
-            weak = max(abs(measured[other]) for other in ATTRIBUTES.values() if other != key)
-            if strong >= CLEAR and weak < UNCLEAR and strong > claims.get(attribute, (0.0, -1))[0]:
-                claims[attribute] = (strong, j)
+        clear = clear_effect(effects.get(name))
+        if clear and abs(clear[1]) > claims.get(clear[0], (0.0, -1))[0]:
+            claims[clear[0]] = (abs(clear[1]), j)
     new = list(old)
-    for attribute, (_, j) in claims.items():
-        new[j] = attribute
+    for effect, (_, j) in claims.items():
+        new[j] = effect
     if new == old:
         return checkpoint
     continuous = tuple(dataclasses.replace(c, name=n) for c, n in zip(checkpoint.latent.continuous, new, strict=True))
