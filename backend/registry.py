@@ -106,7 +106,7 @@ def code_effect(name: str, measured: Any) -> CodeEffect:
     ):
         return CodeEffect(name=name, effect="unmeasured", description="not measured (infogan evaluate measures it)")
     figures = {key: round(float(measured[key]), 4) for key in ("slant_spearman", "width_spearman", "identity_kept")}
-    kept = f"keeps the digit in {figures['identity_kept']:.0%} of sweeps to +-2"
+    kept = f"keeps the digit in {figures['identity_kept']:.0%} of sweeps from -2 to 2"
     clear = clear_effect(measured)
     if clear is None:
         rhos = f"slant {figures['slant_spearman']:+.2f}, width {figures['width_spearman']:+.2f}"

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from chromium import CHROMIUM, launch_chromium
-from service_helpers import LABELS, REPO, free_port, uvicorn_process, venv_executable, write_checkpoint
+from service_helpers import LABELS, META, REPO, free_port, uvicorn_process, venv_executable, write_checkpoint
 
 from models import LatentSpec
 from models.latent import CategoricalCode, ContinuousCode
@@ -40,6 +40,15 @@ WIDE = LatentSpec(
         ContinuousCode(train_range=(-1.5, 0.5)),
     ),
 )
+MEASURED = {  # c1 clearly slants the digit, c2 does nothing clear (as training/evaluate.py reports)
+    **META,
+    "metrics": {
+        "continuous": {
+            "c1": {"slant_spearman": 0.98, "width_spearman": 0.1, "identity_kept": 0.93},
+            "c2": {"slant_spearman": 0.4, "width_spearman": -0.6, "identity_kept": 0.7},
+        }
+    },
+}
 DIGITS = {label: category for category, label in enumerate(LABELS)}  # "3" -> the category that drew 3
 FIRST_CODE = "Number(document.querySelector('fieldset.categorical [aria-pressed=true]').dataset.category)"
 
@@ -66,7 +75,7 @@ def explorer(folder: Path, **settings: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("checkpoints")
-    write_checkpoint(folder / "mnist.safetensors")  # the first, so the default
+    write_checkpoint(folder / "mnist.safetensors", meta=MEASURED)  # the first, so the default
     write_checkpoint(folder / "wide.safetensors", seed=1, latent=WIDE, meta={"dataset": "synthetic"})
     with explorer(folder) as url:
         yield url
@@ -223,6 +232,34 @@ def test_the_controls_follow_the_mnist_spec(page: Page) -> None:
     assert ranges == [["-2", "2", "0.05", name, "0.25", "0.75"] for name in ("c1", "c2")]
     unlabelled = page.eval_on_selector_all("input, select", "nodes => nodes.filter(n => !n.labels.length)")
     assert unlabelled == []  # a <label for> on every control
+
+
+def test_each_slider_says_what_its_code_measurably_does(page: Page) -> None:
+    open_page(page)
+    expect(page.locator(".intro")).to_contain_text("Pick a digit")  # what the page is, what to try first
+    expect(page.locator("#continuous-0-effect")).to_have_text(
+        "Leans the digit to the right as it grows (slant rank correlation +0.98); "
+        "keeps the digit in 93% of sweeps from -2 to 2."
+    )
+    expect(page.locator("#continuous-1-effect")).to_contain_text("No single clear effect")
+    assert "continuous-0-effect" in page.get_attribute("#continuous-0", "aria-describedby")
+    page.select_option("#checkpoint", "wide")
+    expect(page.locator("#continuous-2-effect")).to_have_text("Effect not measured: drag it and see.")
+
+
+def test_links_name_the_digit_by_its_label(page: Page) -> None:
+    open_page(page, "?seed=3")
+    change(page, lambda: page.click("fieldset.categorical button:text-is('5')"))
+    assert "label=5" in page.url and "categorical=" not in page.url
+    other = page.context.new_page()
+    other.goto("/?seed=3&label=7")
+    settled(other, 0)
+    assert pressed(other) == [DIGITS["7"]]
+    other.goto("/?seed=3&label=seven")
+    expect(other.locator("#messages [data-source=link]")).to_contain_text("label must be one of 0, 1, 2")
+    assert pressed(other) == [0]
+    change(page, lambda: page.select_option("#checkpoint", "wide"))  # no labels: indices
+    assert "categorical=0,0" in page.url and "label=" not in page.url
 
 
 def test_another_checkpoint_rebuilds_the_controls_from_its_spec(page: Page, service: str) -> None:

@@ -90,7 +90,7 @@ function commit(next, { history = "push", now = false } = {}) {
   }
   state = next;
   view.render(state);
-  urls.write(toQuery(state), history);
+  urls.write(toQuery(state, info), history);
   feed.want(generateQuery(state), { now });
   traversal.update(state, info);
 }

@@ -90,10 +90,22 @@ export function categoryOrder(info, index) {
   return order;
 }
 
-/** The query string of a state: `?checkpoint=mnist&seed=7&categorical=3&continuous=0.5,-1&vary=continuous-0&rows=5`. */
-export function toQuery(state) {
+/** The labels that name one category each of a checkpoint with a single, labelled categorical
+ * code (label -> category), or null: then links name categories by index. */
+export function labelled(info) {
+  const labels = info.category_labels;
+  if (info.latent.categorical.length !== 1 || !labels) return null;
+  const unique = labels.filter((label) => label !== "?" && labels.indexOf(label) === labels.lastIndexOf(label));
+  return new Map(unique.map((label) => [label, labels.indexOf(label)]));
+}
+
+/** The query string of a state: `?checkpoint=mnist&seed=7&label=3&continuous=0.5,-1&vary=continuous-0&rows=5`,
+ * with `categorical=` indices instead of `label=` where the checkpoint has no labels for them. */
+export function toQuery(state, info) {
   const params = new URLSearchParams({ checkpoint: state.checkpoint, seed: String(state.seed) });
-  if (state.categorical.length) params.set("categorical", state.categorical.join(","));
+  const label = info.category_labels?.[state.categorical[0]];
+  if (labelled(info)?.get(label) === state.categorical[0]) params.set("label", label);
+  else if (state.categorical.length) params.set("categorical", state.categorical.join(","));
   if (state.continuous.length) params.set("continuous", state.continuous.join(","));
   if (state.lock) params.set("lock", "1");
   params.set("vary", `${state.vary.kind}-${state.vary.index}`);
@@ -123,7 +135,14 @@ export function fromQuery(search, checkpoints, limits) {
   }
   state.lock = params.get("lock") === "1";
 
-  const cats = list(params.get("categorical"));
+  const label = params.get("label");
+  if (label !== null) {
+    const known = labelled(info);
+    if (known?.has(label)) state.categorical[0] = known.get(label);
+    else if (known) problems.push(`label must be one of ${[...known.keys()].sort().join(", ")}, got "${label}"`);
+    else problems.push(`"${info.name}" has no category labels; give categorical (indices) instead of label`);
+  }
+  const cats = label === null ? list(params.get("categorical")) : null;
   if (cats) {
     if (cats.length !== categorical.length) {
       problems.push(`categorical needs ${categorical.length} values, got ${cats.length}`);

@@ -118,7 +118,7 @@ export class View {
       step: STEP,
       value: 0,
       title: `${range}; double-click resets to 0`,
-      "aria-describedby": "continuous-hint",
+      "aria-describedby": `${id}-effect continuous-hint`,
     });
     const number = element("input", {
       type: "number",
@@ -131,6 +131,9 @@ export class View {
       inputmode: "decimal",
     });
     const badge = element("span", { class: "badge", hidden: "" }, "extrapolating");
+    // What the code measurably does (GET /api/checkpoints' continuous_effects), so "c1" means something.
+    const measured = info.continuous_effects?.[i];
+    const effect = element("p", { class: "code-effect muted", id: `${id}-effect` }, effectText(measured));
     const ticks = element(
       "div",
       { class: "ticks", "aria-hidden": "true" },
@@ -147,6 +150,7 @@ export class View {
       element("div", { class: "track" }, slider, ticks),
       element("label", { for: `${id}-value`, class: "visually-hidden" }, `${name} value`),
       number,
+      effect,
     );
     slider.addEventListener("input", () => this.handlers.onContinuous(i, Number(slider.value), false));
     slider.addEventListener("change", () => this.handlers.onContinuous(i, Number(slider.value), true));
@@ -311,6 +315,13 @@ export class View {
     $("encoded-placeholder").hidden = false;
     $("estimate").textContent = "";
   }
+}
+
+/** A code's measured effect as shown under its name: "thickens the strokes as it grows (...)". */
+function effectText(measured) {
+  if (!measured || measured.effect === "unmeasured") return "Effect not measured: drag it and see.";
+  const text = measured.description;
+  return text.charAt(0).toUpperCase() + text.slice(1) + ".";
 }
 
 function describeState(state, info) {
