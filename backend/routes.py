@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from backend import encode as encoding
+from backend.fit import STEPS, Fit
 from backend.inference import encode_images
 from backend.latents import choose_model, gif_picture, grid_picture, image_picture
 from backend.render import MEDIA_TYPES, Picture, etag, render
@@ -108,20 +110,32 @@ async def generate_gif(service: ServiceDep, request: Request, body: GifRequest |
 
 @router.post("/encode", response_model=EncodeResponse, openapi_extra=IMAGE_BODY)
 async def encode(
-    service: ServiceDep, request: Request, checkpoint: Annotated[str | None, Query(max_length=200)] = None
+    service: ServiceDep,
+    request: Request,
+    checkpoint: Annotated[str | None, Query(max_length=200)] = None,
+    fit: Annotated[bool, Query(description="also fit the noise (and refine the codes) so G redraws the image")] = False,
+    seed: Annotated[int, Query(ge=0, le=MAX_SEED, description="noise of the codes-only picture a fit compares")] = 0,
 ) -> EncodeResponse:
     """Q's estimate of an image's codes: probabilities per categorical code, mean and std per
-    continuous one. Send the image as the raw body with its Content-Type."""
+    continuous one. Send the image as the raw body with its Content-Type. With `fit=true`, also
+    the noise and codes with which `POST /generate` redraws it, and the pixel error before and after."""
     model = choose_model(service.registry, checkpoint, where="query")
     arch, limit = model.checkpoint.arch, service.settings.max_image_pixels
     body, content_type = await request.body(), request.headers.get("content-type", "")
     images = await asyncio.to_thread(  # decoding a large image takes a while: off the event loop
         encoding.prepare, body, content_type, channels=arch.image_channels, size=arch.image_size, max_pixels=limit
     )
-    q_out = await asyncio.get_running_loop().run_in_executor(
-        service.executor, encode_images, model.checkpoint.discriminator, images, service.device
-    )
-    return encoding.estimate(model, q_out)
+    run = partial(asyncio.get_running_loop().run_in_executor, service.executor)  # the inference thread
+    q_out = await run(partial(encode_images, model.checkpoint.discriminator, images, service.device))
+    estimate = encoding.estimate(model, q_out)
+    if fit:  # a step at a time, so that other requests' pictures are drawn between the steps
+        codes = [code.argmax for code in estimate.categorical], [code.mean for code in estimate.continuous]
+        fitting = Fit(model.checkpoint.generator, model.checkpoint.latent, images, *codes)
+        await run(fitting.screen)
+        for _ in range(STEPS):
+            await run(fitting.step)
+        estimate.fit = await run(partial(fitting.result, service.batchers[model.name].generator, seed=seed))
+    return estimate
 
 
 async def _answer(service: Service, picture: Picture, request: Request) -> Response:

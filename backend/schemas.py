@@ -166,7 +166,22 @@ class ContinuousEstimate(BaseModel):
     std: float | None  # None unless the model was trained with --learn-std (Q then predicts a std)
 
 
+class FitResult(BaseModel):
+    """`POST /encode?fit=true`: noise and codes with which `POST /generate` redraws the image."""
+
+    noise: list[float] = Field(description="noise_dim values: send as `noise` to POST /generate")
+    categorical: list[int] = Field(description="Q's category per categorical code, kept as read")
+    continuous: list[float] = Field(description="Q's continuous codes, refined by the fit")
+    steps: int = Field(description="gradient steps taken through G")
+    pixel_error_before: float = Field(
+        description="mean absolute difference in grey levels (0..255) between the image, laid out as Q "
+        "reads it, and G's picture of Q's codes with the seed's noise"
+    )
+    pixel_error_after: float = Field(description="the same for G's picture of the fitted noise and codes")
+
+
 class EncodeResponse(BaseModel):
     checkpoint: str
     categorical: list[CategoricalEstimate]
     continuous: list[ContinuousEstimate]
+    fit: FitResult | None = None  # with ?fit=true
