@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from chromium import CHROMIUM, launch_chromium
 from service_helpers import LABELS, META, REPO, free_port, uvicorn_process, venv_executable, write_checkpoint
 
-from models import LatentSpec
+from models import LatentSpec, load_checkpoint
 from models.latent import CategoricalCode, ContinuousCode
 
 try:
@@ -50,6 +51,12 @@ MEASURED = {  # c1 clearly slants the digit, c2 does nothing clear (as training/
     },
 }
 DIGITS = {label: category for category, label in enumerate(LABELS)}  # "3" -> the category that drew 3
+DIGITS_SHIPPED = {  # digit -> the shipped model's category for it
+    int(label): category
+    for category, label in enumerate(
+        load_checkpoint(REPO / "models" / "pretrained" / "mnist.safetensors").meta["category_labels"]
+    )
+}
 FIRST_CODE = "Number(document.querySelector('fieldset.categorical [aria-pressed=true]').dataset.category)"
 
 
@@ -77,6 +84,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("checkpoints")
     write_checkpoint(folder / "mnist.safetensors", meta=MEASURED)  # the first, so the default
     write_checkpoint(folder / "wide.safetensors", seed=1, latent=WIDE, meta={"dataset": "synthetic"})
+    shutil.copy(REPO / "models" / "pretrained" / "mnist.safetensors", folder / "shipped.safetensors")  # a real G
     with explorer(folder) as url:
         yield url
 
@@ -397,8 +405,8 @@ def test_back_and_forward_restore_the_state(page: Page, service: str) -> None:
 # ---- reading a drawing ----
 
 
-def test_drawing_a_digit_sets_the_codes_to_qs_estimate(page: Page, service: str) -> None:
-    open_page(page, "?seed=5")
+def test_drawing_a_digit_sets_the_codes_and_shows_g_redrawing_it(page: Page, service: str) -> None:
+    open_page(page, "?checkpoint=shipped&seed=5")
     box = page.locator("#pad").bounding_box()
     at = lambda x, y: (box["x"] + x * box["width"], box["y"] + y * box["height"])  # noqa: E731
     encodes = read_encodes(page)
@@ -407,19 +415,38 @@ def test_drawing_a_digit_sets_the_codes_to_qs_estimate(page: Page, service: str)
     page.mouse.move(*at(0.75, 0.2), steps=8)
     page.mouse.move(*at(0.45, 0.85), steps=10)
     page.mouse.up()
-    expect(page.locator("#estimate")).to_contain_text("Q reads: digit")
-    ((content_type, estimate),) = encodes  # one stroke, one reading
-    assert content_type == "image/png"
+    expect(page.locator("#estimate figcaption")).to_have_text("Q's digit: 7")
+    expect(page.locator("#fit-error")).to_contain_text("Pixel error")
+    (content_type, estimate), (_, fitted) = encodes  # one stroke: Q's reading at once, then the fit
+    assert content_type == "image/png" and estimate["fit"] is None
+    fit = fitted["fit"]
+    assert fit["pixel_error_after"] < 0.5 * fit["pixel_error_before"]  # G redraws the drawing, not seed 5's 7
+
+    # Every category's probability as a bar, in digit order, the most likely one marked.
+    bars = page.eval_on_selector_all(
+        ".bar-row", "rows => rows.map(r => [...r.querySelectorAll('.bar-label, .bar-value')].map(s => s.textContent))"
+    )
+    probabilities = fitted["categorical"][0]["probabilities"]
+    expected = [[str(d), f"{round(probabilities[DIGITS_SHIPPED[d]] * 100)}%"] for d in range(10)]
+    assert bars == expected
+    expect(page.locator(".bar-row.top .bar-label")).to_have_text("7")
+
     categories = [code["argmax"] for code in estimate["categorical"]]
     values = [snap(code["mean"]) for code in estimate["continuous"]]
     page.wait_for_function(
         "expected => document.getElementById('image').dataset.query.startsWith(expected)",
-        arg=f"checkpoint=mnist&seed=5&categorical={categories[0]}&continuous={values[0]:g}&continuous={values[1]:g}&",
+        arg=f"checkpoint=shipped&seed=5&categorical={categories[0]}&continuous={values[0]:g}&continuous={values[1]:g}&",
     )
     settled(page, 0)
     assert pressed(page) == categories and sliders(page) == pytest.approx(values)
-    assert shown(page) == served(service, seed=5, categorical=categories, continuous=values)
-    expect(page.locator("#encoded-image")).to_be_visible()  # G's picture of Q's reading, beside the drawing
+    assert shown(page) == served(service, seed=5, categorical=categories, continuous=values, checkpoint="shipped")
+    fitted_picture = page.locator("#encoded-image").evaluate(
+        "img => fetch(img.src).then(r => r.arrayBuffer()).then(b => Array.from(new Uint8Array(b)))"
+    )
+    body = {"checkpoint": "shipped", **{key: fit[key] for key in ("noise", "categorical", "continuous")}}
+    assert bytes(fitted_picture) == httpx.post(f"{service}/generate", json=body).content
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".card.draw").screenshot(path=ARTIFACTS / "page-draw.png")
 
 
 def test_a_chosen_or_dropped_image_is_read_too(page: Page, service: str, tmp_path: Path) -> None:
@@ -428,8 +455,8 @@ def test_a_chosen_or_dropped_image_is_read_too(page: Page, service: str, tmp_pat
     digit = tmp_path / "digit.png"
     digit.write_bytes(served(service, seed=9, categorical=[DIGITS["2"]], continuous=[0.5, -0.5]))
     page.set_input_files("#upload", digit)
-    expect(page.locator("#estimate")).to_contain_text("Q reads: digit")
-    page.locator("#estimate").evaluate("node => node.textContent = ''")
+    expect(page.locator("#estimate figcaption")).to_contain_text("Q's digit")
+    page.locator("#estimate").evaluate("node => node.replaceChildren()")
 
     dropped = base64.b64encode(served(service, seed=4, categorical=[DIGITS["6"]], continuous=[-1, 1])).decode()
     files = page.evaluate_handle(
@@ -442,9 +469,9 @@ def test_a_chosen_or_dropped_image_is_read_too(page: Page, service: str, tmp_pat
         dropped,
     )
     page.dispatch_event("#pad", "drop", {"dataTransfer": files})
-    expect(page.locator("#estimate")).to_contain_text("Q reads: digit")
-    assert [content_type for content_type, _ in encodes] == ["image/png", "image/png"]
-    page.wait_for_function(f"{FIRST_CODE} === {encodes[1][1]['categorical'][0]['argmax']}")
+    expect(page.locator("#estimate figcaption")).to_contain_text("Q's digit")
+    page.wait_for_function(f"{FIRST_CODE} === {encodes[-1][1]['categorical'][0]['argmax']}")
+    assert {content_type for content_type, _ in encodes} == {"image/png"}
     expect(page.locator("#encoded-image")).to_be_visible()
 
 

@@ -63,10 +63,17 @@ export async function gif(body, signal) {
   return (await call("/generate/gif", { ...post(body), signal })).blob();
 }
 
-/** Q's estimate of an image's codes; the image goes as the raw body with its own type. */
-export async function encode(blob, checkpoint, signal) {
+/** Q's estimate of an image's codes; the image goes as the raw body with its own type. With
+ * `fit`, also the noise and codes with which G redraws it (`fit` in the answer; slower). */
+export async function encode(blob, checkpoint, signal, { fit = false, seed = 0 } = {}) {
   const options = { method: "POST", headers: { "Content-Type": blob.type }, body: blob, signal };
-  return (await call(`/encode?${new URLSearchParams({ checkpoint })}`, options)).json();
+  const query = new URLSearchParams({ checkpoint, ...(fit ? { fit: "true", seed: String(seed) } : {}) });
+  return (await call(`/encode?${query}`, options)).json();
+}
+
+/** `POST /generate`: for bodies a URL cannot carry well, such as an explicit noise vector. */
+export async function generate(body, signal) {
+  return (await call("/generate", { ...post(body), signal })).blob();
 }
 
 /**

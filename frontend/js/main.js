@@ -70,12 +70,16 @@ const feed = new api.ImageFeed({
 
 const reader = new Reader(document.getElementById("pad"), {
   checkpoint: () => state.checkpoint,
+  seed: () => state.seed,
   onEstimate(estimate) {
     traversal.stop();
-    const next = estimated(state, estimate);
-    commit(next, { history: "push", now: true });
-    view.showEncoded(generateQuery(next), estimate, info);
+    commit(estimated(state, estimate), { history: "push", now: true });
+    view.showEstimate(estimate, info);
     view.setMessage("encode", null);
+  },
+  async onFit(fit, checkpoint) {
+    const picture = await api.generate({ checkpoint, noise: fit.noise, categorical: fit.categorical, continuous: fit.continuous });
+    view.showFitted(URL.createObjectURL(picture), fit);
   },
   onError: (error) => view.setMessage("encode", `Reading the drawing: ${error.message}`),
 });

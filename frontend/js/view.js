@@ -6,6 +6,7 @@ import { LIMIT, STEP, categoryLabel, categoryOrder, codeName, snap } from "./sta
 const $ = (id) => document.getElementById(id);
 const TICKS = [-2, -1, 0, 1, 2];
 const SAVE_SCALE = 8; // "Save PNG": 224 px for a 28 px image
+const PLACEHOLDER = "Q reads the drawing; G redraws it from fitted noise and codes.";
 
 function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -296,32 +297,57 @@ export class View {
     $("grid-caption").textContent = `Rows: ${seeds}. Columns: ${name}${hatch}.`;
   }
 
-  showEncoded(query, estimate, info) {
+  /** Q's reading of a drawing: every category's probability as a bar, and the continuous codes. */
+  showEstimate(estimate, info) {
+    const bars = estimate.categorical.map((code, i) => {
+      const rows = categoryOrder(info, i).map((c) => {
+        const percent = Math.round(code.probabilities[c] * 100);
+        const attributes = { class: c === code.argmax ? "bar-row top" : "bar-row", style: { "--p": code.probabilities[c] } };
+        return element(
+          "div",
+          attributes,
+          element("span", { class: "bar-label" }, categoryLabel(info, i, c)),
+          element("span", { class: "bar", role: "presentation" }),
+          element("span", { class: "bar-value" }, `${percent}%`),
+        );
+      });
+      const title = `Q's ${codeName(info, "categorical", i)}: ${categoryLabel(info, i, code.argmax)}`;
+      return element("figure", { class: "bars", "aria-label": title }, element("figcaption", {}, title), ...rows);
+    });
+    const codes = estimate.continuous.map((code, i) => `${codeName(info, "continuous", i)} ${code.mean.toFixed(2)}`);
+    $("estimate").replaceChildren(...bars, element("p", {}, codes.length ? `Q reads ${codes.join(" · ")}` : ""));
+    $("encoded-image").hidden = true;
+    $("encoded-placeholder").hidden = false;
+    $("encoded-placeholder").textContent = "Fitting the noise…";
+  }
+
+  /** G's picture of the fitted noise and codes beside the drawing, and how close it came. */
+  showFitted(url, fit) {
     const image = $("encoded-image");
-    image.src = `/generate?${query}`;
+    if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+    image.src = url;
     image.hidden = false;
     $("encoded-placeholder").hidden = true;
-    const parts = estimate.categorical.map((code, i) => {
-      const c = code.argmax;
-      const percent = Math.round(code.probabilities[c] * 100);
-      return `${codeName(info, "categorical", i)} ${categoryLabel(info, i, c)} (${percent}%)`;
-    });
-    estimate.continuous.forEach((code, i) => parts.push(`${codeName(info, "continuous", i)} ${code.mean.toFixed(2)}`));
-    $("estimate").textContent = `Q reads: ${parts.join(" · ")}`;
+    const before = fit.pixel_error_before.toFixed(1);
+    const after = fit.pixel_error_after.toFixed(1);
+    $("fit-error").textContent = `Pixel error ${after} (Q's codes alone: ${before}), grey levels of 255.`;
+    image.dispatchEvent(new CustomEvent("fitted", { detail: fit }));
   }
 
   clearEncoded() {
     $("encoded-image").hidden = true;
     $("encoded-placeholder").hidden = false;
-    $("estimate").textContent = "";
+    $("encoded-placeholder").textContent = PLACEHOLDER;
+    $("estimate").replaceChildren();
+    $("fit-error").textContent = "";
   }
 }
 
-/** A code's measured effect as shown under its name: "thickens the strokes as it grows (...)". */
+/** A code's measured effect as shown under its name: "Thickens the strokes as it grows (...)." */
 function effectText(measured) {
   if (!measured || measured.effect === "unmeasured") return "Effect not measured: drag it and see.";
   const text = measured.description;
-  return text.charAt(0).toUpperCase() + text.slice(1) + ".";
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
 }
 
 function describeState(state, info) {
