@@ -424,12 +424,12 @@ def test_drawing_a_digit_sets_the_codes_and_shows_g_redrawing_it(page: Page, ser
 
     # Every category's probability as a bar, in digit order, the most likely one marked.
     bars = page.eval_on_selector_all(
-        ".bar-row", "rows => rows.map(r => [...r.querySelectorAll('.bar-label, .bar-value')].map(s => s.textContent))"
+        ".prob-row", "rows => rows.map(r => [...r.querySelectorAll('.prob-label, .prob-value')].map(s => s.textContent))"
     )
     probabilities = fitted["categorical"][0]["probabilities"]
     expected = [[str(d), f"{round(probabilities[DIGITS_SHIPPED[d]] * 100)}%"] for d in range(10)]
     assert bars == expected
-    expect(page.locator(".bar-row.top .bar-label")).to_have_text("7")
+    expect(page.locator(".prob-row.top .prob-label")).to_have_text("7")
 
     categories = [code["argmax"] for code in estimate["categorical"]]
     values = [snap(code["mean"]) for code in estimate["continuous"]]

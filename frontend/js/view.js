@@ -302,17 +302,17 @@ export class View {
     const bars = estimate.categorical.map((code, i) => {
       const rows = categoryOrder(info, i).map((c) => {
         const percent = Math.round(code.probabilities[c] * 100);
-        const attributes = { class: c === code.argmax ? "bar-row top" : "bar-row", style: { "--p": code.probabilities[c] } };
+        const top = c === code.argmax ? " top" : "";
         return element(
           "div",
-          attributes,
-          element("span", { class: "bar-label" }, categoryLabel(info, i, c)),
-          element("span", { class: "bar", role: "presentation" }),
-          element("span", { class: "bar-value" }, `${percent}%`),
+          { class: `prob-row${top}`, style: { "--p": code.probabilities[c] } },
+          element("span", { class: "prob-label" }, categoryLabel(info, i, c)),
+          element("span", { class: "prob-meter", role: "presentation" }),
+          element("span", { class: "prob-value" }, `${percent}%`),
         );
       });
       const title = `Q's ${codeName(info, "categorical", i)}: ${categoryLabel(info, i, code.argmax)}`;
-      return element("figure", { class: "bars", "aria-label": title }, element("figcaption", {}, title), ...rows);
+      return element("figure", { class: "probs", "aria-label": title }, element("figcaption", {}, title), ...rows);
     });
     const codes = estimate.continuous.map((code, i) => `${codeName(info, "continuous", i)} ${code.mean.toFixed(2)}`);
     $("estimate").replaceChildren(...bars, element("p", {}, codes.length ? `Q reads ${codes.join(" · ")}` : ""));
