@@ -69,10 +69,10 @@ def browser_problem() -> str | None:
 
 
 @contextmanager
-def explorer(folder: Path, **settings: str) -> Iterator[str]:
-    """uvicorn serving the page and the checkpoints in `folder` on a loopback port; `settings` are
-    more INFOGAN_* variables."""
-    port = free_port()
+def explorer(folder: Path, port: int | None = None, **settings: str) -> Iterator[str]:
+    """uvicorn serving the page and the checkpoints in `folder` on a loopback port (a free one
+    unless given); `settings` are more INFOGAN_* variables."""
+    port = port or free_port()
     command = [venv_executable("uvicorn"), "backend.app:app", "--host", "127.0.0.1", "--port", str(port)]
     env = {"INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_FRONTEND_DIR": str(REPO / "frontend"), **settings}
     with uvicorn_process([*command, "--no-access-log"], env, port, folder / "uvicorn.log") as url:
@@ -424,7 +424,8 @@ def test_drawing_a_digit_sets_the_codes_and_shows_g_redrawing_it(page: Page, ser
 
     # Every category's probability as a bar, in digit order, the most likely one marked.
     bars = page.eval_on_selector_all(
-        ".prob-row", "rows => rows.map(r => [...r.querySelectorAll('.prob-label, .prob-value')].map(s => s.textContent))"
+        ".prob-row",
+        "rows => rows.map(r => [...r.querySelectorAll('.prob-label, .prob-value')].map(s => s.textContent))",
     )
     probabilities = fitted["categorical"][0]["probabilities"]
     expected = [[str(d), f"{round(probabilities[DIGITS_SHIPPED[d]] * 100)}%"] for d in range(10)]
@@ -526,7 +527,8 @@ def test_the_page_keeps_to_the_services_grid_limit(browser: Browser, console: li
         assert "rows=8" in page.url
         page.fill("#rows", "9")
         page.locator("#rows").blur()
-        expect(page.locator("#rows")).to_have_value("8")  # refused: the field shows the rows in use
+        expect(page.locator("#rows-note")).to_have_text("rows: a whole number from 1 to 8")  # refused, and why
+        assert page.get_attribute("#rows", "aria-invalid") == "true" and "rows=8" in page.url
 
 
 # ---- errors ----
@@ -549,6 +551,116 @@ def test_service_errors_are_shown_in_the_page(page: Page, console: list[str]) ->
     change(page, lambda: page.keyboard.press("ArrowRight"))
     expect(message).to_have_count(0)  # gone with the next good answer
     console[:] = [text for text in console if "status of 503" not in text]  # the browser's own log line
+
+
+def test_the_page_waits_for_a_stopped_service_and_carries_on_when_it_is_back(
+    browser: Browser, console: list[str], tmp_path: Path
+) -> None:
+    write_checkpoint(tmp_path / "mnist.safetensors")
+    port = free_port()
+    with page_of(browser, f"http://127.0.0.1:{port}", console) as page:
+        with explorer(tmp_path, port):
+            open_page(page, "?seed=3")
+        # The service has stopped: a change fails, says so, and the stale picture dims.
+        page.fill("#seed", "4")
+        expect(page.locator("#messages [data-source=image]")).to_contain_text("cannot be reached")
+        expect(page.locator("#image")).to_have_attribute("data-state", "error")
+        assert float(page.eval_on_selector("#image", "img => getComputedStyle(img).opacity")) < 0.5
+        with explorer(tmp_path, port):  # back on the same address: the page asks again by itself
+            expect(page.locator("#image")).to_have_attribute("data-state", "ready", timeout=20_000)
+            expect(page.locator("#messages p")).to_have_count(0)
+            assert "seed=4" in page.get_attribute("#image", "data-query")
+        console[:] = [text for text in console if "ERR_CONNECTION_REFUSED" not in text]
+
+
+def test_messages_can_be_dismissed(page: Page) -> None:
+    open_page(page, "?seed=x")
+    warning = page.locator("#messages [data-source=link]")
+    expect(warning).to_contain_text("seed must be a whole number")
+    warning.get_by_role("button", name="Dismiss").click()
+    expect(warning).to_have_count(0)
+
+
+# ---- input hygiene ----
+
+
+@pytest.mark.parametrize("typed", ["1e40", "2.5", "2147483648", "-1"])
+def test_an_invalid_seed_is_refused_in_the_field_and_never_sent(page: Page, typed: str) -> None:
+    open_page(page, "?seed=3")
+    expect(page.locator("#grid[data-state=ready]")).to_be_visible()  # the page's own requests are done
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if "/generate" in request.url else None)
+    page.fill("#seed", typed)
+    page.locator("#seed").blur()
+    expect(page.locator("#seed-note")).to_have_text("a seed is a whole number from 0 to 2147483647")
+    assert page.input_value("#seed") == typed and page.get_attribute("#seed", "aria-invalid") == "true"
+    page.wait_for_timeout(300)  # the grid waits 250 ms for changes to pause
+    assert asked == [] and "seed=3&" in page.url
+    change(page, lambda: page.fill("#seed", "12"))
+    expect(page.locator("#seed-note")).to_be_hidden()
+    assert "seed=12&" in page.url
+
+
+def test_a_typed_code_value_says_how_it_was_taken(page: Page) -> None:
+    open_page(page)
+    change(page, lambda: page.fill("#continuous-0-value", "9"))
+    page.locator("#continuous-0-value").blur()
+    expect(page.locator("#continuous-0-value")).to_have_value("2")
+    expect(page.locator("#continuous-0-value-note")).to_have_text("c1: 9 uses 2 (steps of 0.05 from -2 to 2)")
+    assert sliders(page) == [2, 0]
+    change(page, lambda: page.fill("#continuous-0-value", "0.33"))
+    expect(page.locator("#continuous-0-value-note")).to_have_text("c1: 0.33 uses 0.35 (steps of 0.05 from -2 to 2)")
+    change(page, lambda: page.fill("#continuous-0-value", "0.5"))
+    expect(page.locator("#continuous-0-value-note")).to_be_hidden()
+    assert sliders(page) == [0.5, 0]
+
+
+def test_key_presses_in_a_row_are_one_history_step(page: Page) -> None:
+    open_page(page, "?seed=3&label=0")
+    steps = page.evaluate("history.length")
+    page.focus("#continuous-0")
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    page.focus("fieldset.categorical [aria-pressed=true]")
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    settled(page, 0)
+    page.wait_for_function(f"{FIRST_CODE} === {DIGITS['3']}")
+    assert sliders(page) == [0.25, 0]
+    assert page.evaluate("history.length") == steps + 2  # the slider's five presses, the buttons' three
+    change(page, page.go_back)
+    assert sliders(page) == [0.25, 0] and pressed(page) == [DIGITS["0"]]
+    change(page, page.go_back)
+    assert sliders(page) == [0, 0]
+
+
+def test_every_control_shows_a_focus_ring(page: Page) -> None:
+    open_page(page)
+    rings = {}
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        key, ring = page.evaluate(
+            """() => {
+                const e = document.activeElement, style = getComputedStyle(e);
+                if (e === document.body) return ["", true];  // Tab left the page: it comes round again
+                return [e.id || e.textContent.trim() || e.outerHTML.slice(0, 60),
+                        style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2];
+            }"""
+        )
+        rings[key] = ring
+    assert len(rings) > 25  # every slider, field, button and link of the page
+    assert [key for key, ring in rings.items() if not ring] == []
+
+
+def test_touch_targets_are_44_px_at_phone_width(page: Page) -> None:
+    page.set_viewport_size({"width": 375, "height": 800})
+    open_page(page)
+    small = page.eval_on_selector_all(
+        "button, a.button, label.button, select, input[type=number], input[type=range], .field.check",
+        """nodes => nodes.filter(n => n.offsetParent !== null).map(n => [n.id || n.textContent.trim(),
+            n.getBoundingClientRect()]).filter(([, r]) => r.height < 44 || r.width < 44).map(([name]) => name)""",
+    )
+    assert small == []
 
 
 def test_a_link_with_bad_values_says_what_it_fixed(page: Page) -> None:

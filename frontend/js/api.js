@@ -45,6 +45,25 @@ export async function checkpoints() {
   return (await call("/api/checkpoints")).json();
 }
 
+/** Whether an error means the service is away (not running, restarting, busy or without a
+ * model): worth waiting for, unlike a request it refused. */
+export function isUnavailable(error) {
+  return error instanceof ApiError && (error.status === 0 || error.status === 502 || error.status === 503);
+}
+
+/** Resolves once `GET /healthz` answers 200, asking every `everyMs` (first after `everyMs`: a
+ * busy service answers 503 while healthy, and asks for a pause). */
+export async function serviceBack(everyMs = 2000) {
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+    try {
+      if ((await fetch("/healthz", { cache: "no-store" })).ok) return;
+    } catch {
+      // not up yet
+    }
+  }
+}
+
 /** What a request may ask: grid rows and columns, scales, frames, the largest seed... */
 export async function limits() {
   return (await call("/api/limits")).json();
@@ -97,6 +116,12 @@ export class ImageFeed {
 
   constructor({ show, onState, onError, onSuccess }) {
     Object.assign(this, { show, onState, onError, onSuccess });
+  }
+
+  /** Asks again for the wanted picture, after it failed. */
+  retry() {
+    this.#settled = null;
+    if (!this.#running) this.#run();
   }
 
   want(query, { now = false } = {}) {

@@ -4,24 +4,41 @@
 // Browsers throttle (and warn about) more than a few history updates per second, and a drag
 // fires 60 input events a second: steps in between update the URL at most every URL_MS.
 const URL_MS = 250;
+// Key presses on one control this close together are one step: ten presses of an arrow key, one Back.
+const NUDGE_MS = 1000;
 
 export class UrlHistory {
   #timer = 0;
   #written = 0; // when the URL was last written
   #pending = null; // a URL waiting for its turn
   #gesture = false; // a drag (or typing) is under way: its steps share one history entry
+  #nudged = null; // the control the last key press moved, and when
+  #nudgedAt = 0;
 
   /** How a slider or field event writes history: the first input of a drag pushes an entry,
    * the steps in between replace it now and then, the final change replaces it at once. */
   stepOf(final) {
     const how = final ? "replace" : this.#gesture ? "replace-later" : "push";
     this.#gesture = !final;
+    this.#nudged = null;
     return how;
+  }
+
+  /** How a key press on `control` writes history: the first of a run of presses pushes an entry,
+   * presses within NUDGE_MS of the one before replace it. */
+  nudge(control) {
+    const now = performance.now();
+    const grouped = control === this.#nudged && now - this.#nudgedAt < NUDGE_MS;
+    this.#nudged = control;
+    this.#nudgedAt = now;
+    this.#gesture = false;
+    return grouped ? "replace" : "push";
   }
 
   /** Back or forward was pressed: a drag under way is over. */
   endGesture() {
     this.#gesture = false;
+    this.#nudged = null;
   }
 
   /** Writes `url` (a query string): `how` is "push" (a new back-button step), "replace" (the

@@ -22,13 +22,16 @@ const view = new View({
     const next = checkpoints.find((c) => c.name === name);
     commit(defaults(next, limits, state), { history: "push", now: true });
   },
-  onCategory(i, c) {
+  onCategory(i, c, { nudge = false } = {}) {
     traversal.stop();
-    commit(withCode(state, "categorical", i, c), { history: "push", now: true });
+    const history = nudge ? urls.nudge(`categorical-${i}`) : "push";
+    commit(withCode(state, "categorical", i, c), { history, now: true });
   },
-  onContinuous(i, value, final) {
+  /** `step`: "drag" (a slider moving, or typing), "final" (let go, or committed), "nudge" (a key). */
+  onContinuous(i, value, step) {
     traversal.stop();
-    commit(withCode(state, "continuous", i, value), { history: urls.stepOf(final) });
+    const history = step === "nudge" ? urls.nudge(`continuous-${i}`) : urls.stepOf(step === "final");
+    commit(withCode(state, "continuous", i, value), { history });
   },
   onSeed(seed, final) {
     if (state.lock) return;
@@ -64,9 +67,23 @@ const view = new View({
 const feed = new api.ImageFeed({
   show: (url, details) => view.showImage(url, details),
   onState: (s) => view.setImageState(s),
-  onError: (error) => view.setMessage("image", `Image: ${error.message}`),
-  onSuccess: () => view.setMessage("image", null),
+  onError(error) {
+    view.setMessage("image", `Image: ${error.message}`);
+    if (api.isUnavailable(error)) whenServiceIsBack();
+  },
+  onSuccess: () => view.clearMessages("link"), // the service answers: its errors are over
 });
+
+let waiting = null; // while the service is away: the wait for it to come back
+
+/** Waits for the service, then asks again for what failed meanwhile. */
+function whenServiceIsBack() {
+  waiting ??= api.serviceBack().then(() => {
+    waiting = null;
+    feed.retry();
+    traversal.retry();
+  });
+}
 
 const reader = new Reader(document.getElementById("pad"), {
   checkpoint: () => state.checkpoint,
@@ -115,9 +132,11 @@ async function start() {
   try {
     [limits, checkpoints] = await Promise.all([api.limits(), api.checkpoints()]);
   } catch (error) {
-    view.setMessage("checkpoints", `Cannot list the checkpoints: ${error.message}`);
+    view.setMessage("checkpoints", `Cannot list the checkpoints: ${error.message}; trying again when it answers.`);
     view.setImageState("error");
-    return;
+    await api.serviceBack();
+    view.setMessage("checkpoints", null);
+    return start();
   }
   if (!checkpoints.length) {
     view.setMessage("checkpoints", "The service has no checkpoint loaded; GET /healthz says why.");
@@ -128,6 +147,7 @@ async function start() {
   view.setCheckpoints(checkpoints);
   traversal = new Traversal(view, limits, {
     onFrame: (kind, index, value) => commit(withCode(state, kind, index, value), { history: "replace-later" }),
+    onUnavailable: whenServiceIsBack,
   });
   const { state: first, problems } = fromQuery(location.search, checkpoints, limits);
   showLinkProblems(problems);

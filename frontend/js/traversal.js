@@ -21,11 +21,13 @@ export class Traversal {
   #url = null; // the object URL of the grid shown
   #playing = null; // the interval timer while playing
 
-  /** `limits`: GET /api/limits. `onFrame(kind, index, value)`: the animation moved a code. */
-  constructor(view, limits, { onFrame }) {
+  /** `limits`: GET /api/limits. `onFrame(kind, index, value)`: the animation moved a code.
+   * `onUnavailable()`: a request failed because the service is away. */
+  constructor(view, limits, { onFrame, onUnavailable }) {
     this.view = view;
     this.limits = limits;
     this.onFrame = onFrame;
+    this.onUnavailable = onUnavailable;
     // The page's choices, within what the service allows.
     this.gridSteps = Math.min(GRID_STEPS, limits.max_grid);
     this.gridScale = Math.min(GRID_SCALE, limits.max_scale);
@@ -38,6 +40,12 @@ export class Traversal {
     if (info !== this.#info) this.#key = null; // another checkpoint: always a new grid
     this.#state = state;
     this.#info = info;
+    this.#schedule();
+  }
+
+  /** Asks again for the grid, after it failed. */
+  retry() {
+    this.#key = null;
     this.#schedule();
   }
 
@@ -132,6 +140,7 @@ export class Traversal {
       this.#key = null; // try again on the next change
       this.view.setGridState("error");
       this.view.setMessage("grid", `Traversal grid: ${error.message}`);
+      if (api.isUnavailable(error)) this.onUnavailable();
     }
   }
 }

@@ -19,6 +19,39 @@ function element(tag, attributes = {}, ...children) {
   return node;
 }
 
+const NUDGE_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"]);
+
+/** The whole number `text` spells, if it is one in low..high; else null ("2.5", "1e40", "-1"). */
+function wholeNumber(text, low, high) {
+  if (!/^\d+$/.test(text.trim())) return null;
+  const n = Number(text);
+  return n >= low && n <= high ? n : null;
+}
+
+/** A message under a field: kind "error" refuses the value (the field is marked invalid),
+ * "note" says how it was taken; null removes it. */
+function fieldNote(field, message, kind = "error") {
+  const id = `${field.id}-note`;
+  let note = document.getElementById(id);
+  if (!note) {
+    note = element("span", { id, class: "field-note", role: "status" });
+    field.after(note);
+    field.setAttribute("aria-describedby", `${field.getAttribute("aria-describedby") ?? ""} ${id}`.trim());
+  }
+  note.textContent = message ?? "";
+  note.className = `field-note ${kind}`;
+  note.hidden = !message;
+  field.setCustomValidity(message && kind === "error" ? message : "");
+  field.setAttribute("aria-invalid", String(Boolean(message) && kind === "error"));
+}
+
+/** Shows the state's `value` in a field, unless it is being typed in; a changed value ends its note. */
+function showValue(field, value) {
+  if (document.activeElement === field || Number(field.value) === value && field.value !== "") return;
+  field.value = value;
+  if (document.getElementById(`${field.id}-note`)) fieldNote(field, null);
+}
+
 /** Where value `x` of -2..2 sits along a slider, 0..1. */
 const along = (x) => (x + LIMIT) / (2 * LIMIT);
 
@@ -97,7 +130,7 @@ export class View {
       if (next === at || next < 0 || next >= buttons.length) return;
       event.preventDefault();
       buttons[next].focus();
-      this.handlers.onCategory(i, Number(buttons[next].dataset.category));
+      this.handlers.onCategory(i, Number(buttons[next].dataset.category), { nudge: true });
     });
     const hint = info.category_labels && i === 0 ? " (the digit each category learned)" : "";
     const legend = element("legend", {}, name, element("span", { class: "muted" }, hint));
@@ -153,20 +186,28 @@ export class View {
       number,
       effect,
     );
-    slider.addEventListener("input", () => this.handlers.onContinuous(i, Number(slider.value), false));
-    slider.addEventListener("change", () => this.handlers.onContinuous(i, Number(slider.value), true));
-    slider.addEventListener("dblclick", () => this.handlers.onContinuous(i, 0, true));
-    number.addEventListener("dblclick", () => this.handlers.onContinuous(i, 0, true));
-    number.addEventListener("input", () => {
-      if (number.value !== "" && number.validity.badInput === false) {
-        this.handlers.onContinuous(i, snap(Number(number.value)), false);
+    // Arrow keys on a slider are nudges: presses in a row share one history step.
+    let keys = false;
+    slider.addEventListener("keydown", (event) => (keys = NUDGE_KEYS.has(event.key)));
+    slider.addEventListener("pointerdown", () => (keys = false));
+    const moved = (final) => this.handlers.onContinuous(i, Number(slider.value), keys ? "nudge" : final ? "final" : "drag");
+    slider.addEventListener("input", () => moved(false));
+    slider.addEventListener("change", () => moved(true));
+    slider.addEventListener("dblclick", () => this.handlers.onContinuous(i, 0, "final"));
+    number.addEventListener("dblclick", () => this.handlers.onContinuous(i, 0, "final"));
+    const typed = (final) => {
+      const x = number.value.trim() === "" || number.validity.badInput ? NaN : Number(number.value);
+      if (!Number.isFinite(x)) {
+        if (final || number.value !== "") fieldNote(number, `${name}: type a number from -${LIMIT} to ${LIMIT}`);
+        return; // refused: nothing is sent
       }
-    });
-    number.addEventListener("change", () => {
-      const value = number.value === "" ? 0 : snap(Number(number.value));
-      number.value = value; // the field shows what the image uses
-      this.handlers.onContinuous(i, value, true);
-    });
+      const value = snap(x);
+      fieldNote(number, value === x ? null : `${name}: ${number.value} uses ${value} (steps of ${STEP} from -${LIMIT} to ${LIMIT})`, "note");
+      if (final) number.value = value; // the field shows what the image uses, and the note says why
+      this.handlers.onContinuous(i, value, final ? "final" : "drag");
+    };
+    number.addEventListener("input", () => typed(false));
+    number.addEventListener("change", () => typed(true));
     return { node, slider, number, badge };
   }
 
@@ -174,12 +215,14 @@ export class View {
     const h = this.handlers;
     $("checkpoint").addEventListener("change", (event) => h.onCheckpoint(event.target.value));
     const seed = $("seed");
-    const readSeed = () => (/^\d+$/.test(seed.value) ? Number(seed.value) : null);
-    seed.addEventListener("input", () => readSeed() !== null && h.onSeed(readSeed(), false));
-    seed.addEventListener("change", () => {
-      if (readSeed() === null) seed.value = this.state?.seed ?? 0; // back to the seed in use
-      else h.onSeed(readSeed(), true);
-    });
+    const seedRule = () => `a seed is a whole number from 0 to ${this.limits.max_seed}`;
+    const typedSeed = (final) => {
+      const n = wholeNumber(seed.value, 0, this.limits.max_seed);
+      fieldNote(seed, n === null && (final || seed.value !== "") ? seedRule() : null);
+      if (n !== null) h.onSeed(n, final);
+    };
+    seed.addEventListener("input", () => typedSeed(false));
+    seed.addEventListener("change", () => typedSeed(true));
     $("random-seed").addEventListener("click", () => h.onRandomSeed());
     $("lock").addEventListener("change", (event) => h.onLock(event.target.checked));
     $("surprise").addEventListener("click", () => h.onSurprise());
@@ -188,9 +231,9 @@ export class View {
       h.onVary({ kind, index: Number(index) });
     });
     $("rows").addEventListener("change", (event) => {
-      const rows = Number(event.target.value);
-      if (Number.isInteger(rows) && rows >= 1 && rows <= this.limits.max_grid) h.onRows(rows);
-      else event.target.value = this.state?.rows ?? 5;
+      const rows = wholeNumber(event.target.value, 1, this.limits.max_grid);
+      fieldNote(event.target, rows === null ? `rows: a whole number from 1 to ${this.limits.max_grid}` : null);
+      if (rows !== null) h.onRows(rows);
     });
     $("play").addEventListener("click", () => h.onPlay());
     $("gif").addEventListener("click", () => h.onGif());
@@ -214,16 +257,16 @@ export class View {
     state.continuous.forEach((value, i) => {
       this.sliders[i].value = value;
       // A field being typed in keeps the typed text until it is committed (change event).
-      if (document.activeElement !== this.numbers[i]) this.numbers[i].value = value;
+      showValue(this.numbers[i], value);
       const { low, high } = this.sliders[i].closest(".code").dataset;
       this.badges[i].hidden = value >= Number(low) && value <= Number(high);
     });
-    if (document.activeElement !== $("seed")) $("seed").value = state.seed;
+    showValue($("seed"), state.seed);
     $("seed").readOnly = state.lock;
     $("random-seed").disabled = state.lock;
     $("lock").checked = state.lock;
     $("vary").value = `${state.vary.kind}-${state.vary.index}`;
-    if (document.activeElement !== $("rows")) $("rows").value = state.rows;
+    showValue($("rows"), state.rows);
     this.image.alt = `generated image: ${describeState(state, this.info)}`;
   }
 
@@ -265,11 +308,20 @@ export class View {
       return;
     }
     if (!item) {
-      item = element("p", { dataset: { source } });
+      const dismiss = element("button", { type: "button", class: "dismiss", "aria-label": "Dismiss" }, "×");
+      item = element("p", { dataset: { source } }, element("span", { class: "text" }), dismiss);
+      dismiss.addEventListener("click", () => item.remove());
       box.append(item);
     }
     item.className = kind;
-    item.textContent = text;
+    item.querySelector(".text").textContent = text;
+  }
+
+  /** Removes the messages of every source but those listed (the service answered again). */
+  clearMessages(...keep) {
+    for (const item of $("messages").querySelectorAll("[data-source]")) {
+      if (!keep.includes(item.dataset.source)) item.remove();
+    }
   }
 
   setGridState(state) {
