@@ -88,15 +88,21 @@ def grid_picture(request: GridRequest, model: Model, settings: Settings) -> Pict
 def gif_picture(request: GifRequest, model: Model, settings: Settings) -> Picture:
     errors = _Errors("body")
     spec = model.checkpoint.latent
-    z, noise_key = _noise(request, spec, settings, errors)
+    if request.seeds is None:
+        z, noise_key = _noise(request, spec, settings, errors)
+    else:
+        if len(request.seeds) > settings.max_grid:
+            errors.add(("seeds",), f"a GIF shows 1..{settings.max_grid} seeds side by side, got {len(request.seeds)}")
+        z, noise_key = torch.cat([spec.noise(seed) for seed in request.seeds]), {"seeds": request.seeds}
     categorical, continuous = _fixed_codes(request, model, settings, errors)
     values = _sweep_values(request, spec, settings, errors, limit=settings.max_frames, what="frames")
-    _check_scale(request.scale, 1, 1, model, settings, errors, pad=0)
+    if not errors.items:
+        _check_scale(request.scale, 1, len(z), model, settings, errors, pad=GRID_PAD if len(z) > 1 else 0)
     errors.raise_any()
     inputs = _sweep_inputs(spec, z, categorical, continuous, request.vary, values)
     key = {"kind": "gif", **noise_key, "categorical": categorical, "continuous": continuous}
     key |= {"vary": request.vary.model_dump(), "values": values, "ms": request.duration_ms, "bounce": request.bounce}
-    return _picture("gif", model, inputs, 1, len(values), request.scale, key, request.duration_ms, request.bounce)
+    return _picture("gif", model, inputs, len(z), len(values), request.scale, key, request.duration_ms, request.bounce)
 
 
 def _picture(

@@ -52,7 +52,11 @@ def render(picture: Picture, pixels: np.ndarray) -> bytes:
         return png_bytes(pixels[0], scale=picture.scale)
     if picture.kind == "grid":
         return png_bytes(tile(pixels, rows=picture.rows, cols=picture.cols, pad=GRID_PAD), scale=picture.scale)
-    return gif_bytes(pixels, scale=picture.scale, duration_ms=picture.duration_ms, bounce=picture.bounce)
+    frames = pixels  # (frames, H, W, C): one picture swept
+    if picture.rows > 1:  # several seeds: each frame shows them side by side, at the frame's value
+        by_frame = pixels.reshape(picture.rows, picture.cols, *pixels.shape[1:]).swapaxes(0, 1)
+        frames = np.stack([tile(frame, rows=1, cols=picture.rows, pad=GRID_PAD) for frame in by_frame])
+    return gif_bytes(frames, scale=picture.scale, duration_ms=picture.duration_ms, bounce=picture.bounce)
 
 
 def gif_bytes(pixels: np.ndarray, *, scale: int, duration_ms: int, bounce: bool) -> bytes:

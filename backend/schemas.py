@@ -101,7 +101,21 @@ class GridRequest(FixedCodes, Sweep):
 
 
 class GifRequest(FixedCodes, Noise, Sweep):
-    """One noise vector, one frame per value of the swept code: an animated traversal."""
+    """One frame per value of the swept code: an animated traversal of one noise vector, or of
+    several seeds side by side (the traversal grid as an animation)."""
+
+    seeds: list[Seed] | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="instead of seed or noise: one noise seed per picture, side by side",
+    )
+
+    @model_validator(mode="after")
+    def _one_noise_source(self) -> Self:
+        if self.seeds is not None and (self.seed is not None or self.noise is not None):
+            raise ValueError("give one of seed, noise or seeds")
+        return self
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"label": "2", "seed": 1, "steps": 17, "scale": 3}]})
 

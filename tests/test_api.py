@@ -239,6 +239,23 @@ async def test_gif_bounces_through_the_sweep(client: httpx.AsyncClient) -> None:
     assert gif.size == (56, 56) and gif.n_frames <= 8  # 5 forward, 3 back; equal neighbours merge
 
 
+async def test_a_gif_of_several_seeds_shows_the_grid_one_column_per_frame(client: httpx.AsyncClient) -> None:
+    body = {"seeds": [4, 5, 6], "values": [-1.0, 0.0, 1.0], "bounce": False}
+    response = await client.post("/generate/gif", json=body)
+    assert response.status_code == 200
+    gif = Image.open(io.BytesIO(response.content))
+    grid = picture(await client.post("/generate/grid", json={"seeds": [4, 5, 6], "values": [-1.0, 0.0, 1.0]}))
+    assert gif.size == (3 * 30 + 2, 30 + 2) and gif.n_frames == 3  # the three seeds side by side, 2 px apart
+    for frame in range(3):  # frame f is the grid's column f, laid on its side
+        gif.seek(frame)
+        strip = np.asarray(gif.convert("L"))
+        for row in range(3):
+            cell = strip[2:30, 2 + 30 * row : 30 + 30 * row]
+            assert np.array_equal(cell, grid[2 + 30 * row : 30 + 30 * row, 2 + 30 * frame : 30 + 30 * frame])
+    both = await client.post("/generate/gif", json={"seeds": [1], "seed": 1})
+    assert both.status_code == 422 and "one of seed, noise or seeds" in both.text
+
+
 async def test_encode_returns_q_estimates_with_labels(client: httpx.AsyncClient) -> None:
     digit = (await client.post("/generate", json={"seed": 3, "scale": 4})).content
     response = await client.post("/encode", content=digit, headers={"Content-Type": "image/png"})

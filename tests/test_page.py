@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from chromium import CHROMIUM, launch_chromium
+from PIL import Image
 from service_helpers import LABELS, META, REPO, free_port, uvicorn_process, venv_executable, write_checkpoint
 
 from models import LatentSpec, load_checkpoint
@@ -480,13 +481,16 @@ def test_a_chosen_or_dropped_image_is_read_too(page: Page, service: str, tmp_pat
 
 
 def test_traversal_grid_animation_and_downloads(page: Page) -> None:
-    open_page(page)
+    open_page(page, "?seed=3")
     grid = page.locator("#grid[data-state=ready]")
     expect(grid).to_be_visible()
     size = grid.evaluate("image => [image.naturalWidth, image.naturalHeight]")
     assert size == [(9 * 30 + 2) * 2, (5 * 30 + 2) * 2]  # 5 seeds x 9 values of c1, 28px cells + 2px gaps, scale 2
     columns = page.eval_on_selector_all("#grid-columns span", "nodes => nodes.map(n => n.textContent)")
     assert columns == ["-2", "-1.5", "-1", "-0.5", "0", "0.5", "1", "1.5", "2"]
+    rows = page.eval_on_selector_all("#grid-rows span", "nodes => nodes.map(n => n.textContent)")
+    assert rows == ["seed 3", "seed 4", "seed 5", "seed 6", "seed 7"]
+    expect(page.locator("#grid-columns .current")).to_have_text("0")  # c1 is 0 in the main picture
 
     page.select_option("#vary", "categorical-0")
     page.wait_for_function("() => document.querySelectorAll('#grid-columns span').length === 10")
@@ -496,15 +500,25 @@ def test_traversal_grid_animation_and_downloads(page: Page) -> None:
     assert columns == [str(digit) for digit in range(10)]  # the categories in the order of their digits
     with page.expect_download() as png:
         page.click("#grid-png")
-    assert png.value.suggested_filename.endswith(".png")
+    assert png.value.suggested_filename == "infogan-mnist-digit-seeds3-7.png"
     assert Path(png.value.path()).read_bytes().startswith(b"\x89PNG")
     with page.expect_download() as gif:
         page.click("#gif")
-    assert gif.value.suggested_filename.endswith(".gif")
-    assert Path(gif.value.path()).read_bytes().startswith(b"GIF89a")
+    assert gif.value.suggested_filename == "infogan-mnist-digit-seeds3-7.gif"
+    animation = Image.open(gif.value.path())
+    assert animation.format == "GIF" and animation.n_frames == 10  # every category, the five seeds in each
+    assert animation.size == ((5 * 30 + 2) * 8, (30 + 2) * 8)  # the five seeds side by side, at the GIF's scale 8
+    with page.expect_download() as image:
+        page.click("#save-image")
+    assert image.value.suggested_filename == "infogan-mnist-seed3-digit7-c1_0-c2_0.png"
 
     page.click("#play")  # animates the chosen code: the digit buttons move on their own
     page.wait_for_function(f"{FIRST_CODE} !== 0")
+    page.wait_for_function(  # the marked column is the one the main picture shows, as Play moves on
+        """() => document.querySelector("#grid-columns .current")?.textContent ===
+                 document.querySelector("fieldset.categorical [aria-pressed=true]").textContent"""
+    )
+    expect(page.locator("#grid-cursor")).to_be_visible()
     page.click("#play")
     expect(page.locator("#play")).to_have_attribute("aria-pressed", "false")
     settled(page, 0)

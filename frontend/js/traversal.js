@@ -40,7 +40,14 @@ export class Traversal {
     if (info !== this.#info) this.#key = null; // another checkpoint: always a new grid
     this.#state = state;
     this.#info = info;
+    this.#markColumn();
     this.#schedule();
+  }
+
+  /** The grid's column that the main picture shows, marked (Play moves it along). */
+  #markColumn() {
+    const { kind, index } = this.#state.vary;
+    this.view.markColumn(this.#state[kind][index]);
   }
 
   /** Asks again for the grid, after it failed. */
@@ -67,10 +74,13 @@ export class Traversal {
     const info = this.#info;
     this.view.setBusy("gif", true);
     try {
-      const body = { ...sweepBody(state, info), seed: state.seed, scale: this.gifScale, duration_ms: 80 };
+      const { seeds } = this.#gridBody(state, info); // the grid's rows, side by side in each frame
+      const side = seeds.length * (info.image.width + this.limits.grid_pad) + this.limits.grid_pad;
+      const scale = Math.max(1, Math.min(this.gifScale, Math.floor(this.limits.max_side / side)));
+      const bounce = state.vary.kind === "continuous"; // -2..2 and back; categories loop 0..9
+      const body = { ...sweepBody(state, info), seeds, scale, duration_ms: 80, bounce };
       const blob = await api.gif(state.vary.kind === "continuous" ? { ...body, steps: this.gifSteps } : body);
-      const name = codeName(info, state.vary.kind, state.vary.index);
-      download(blob, `infogan-${state.checkpoint}-seed${state.seed}-${name}.gif`);
+      download(blob, `${fileStem(state, info, seeds)}.gif`);
       this.view.setMessage("gif", null);
     } catch (error) {
       this.view.setMessage("gif", `GIF: ${error.message}`);
@@ -125,12 +135,13 @@ export class Traversal {
       const url = URL.createObjectURL(blob);
       this.view.showGrid(url, {
         columns: sweepValues(state, info, this.gridSteps).map((value) => column(state, info, value)),
-        rows: state.rows,
-        seed: state.seed,
+        seeds: body.seeds,
         name: sweepName(state, info),
         cell: info.image.width,
         pad: this.limits.grid_pad,
+        file: `${fileStem(state, info, body.seeds)}.png`,
       });
+      this.#markColumn();
       if (this.#url) URL.revokeObjectURL(this.#url);
       this.#url = url;
       this.view.setGridState("ready");
@@ -148,9 +159,16 @@ export class Traversal {
 /** A grid column's heading; `out` marks a value beyond the code's training range. */
 function column(state, info, value) {
   const { kind, index } = state.vary;
-  if (kind === "categorical") return { label: categoryLabel(info, index, value), out: false };
+  if (kind === "categorical") return { value, label: categoryLabel(info, index, value), out: false };
   const [low, high] = info.latent.continuous[index].train_range;
-  return { label: String(value), out: value < low || value > high };
+  return { value, label: String(value), out: value < low || value > high };
+}
+
+/** Download names say what is in them: `infogan-mnist-c1-seeds3-7`. */
+function fileStem(state, info, seeds) {
+  const code = codeName(info, state.vary.kind, state.vary.index);
+  const range = seeds.length === 1 ? `seed${seeds[0]}` : `seeds${seeds[0]}-${seeds.at(-1)}`;
+  return `infogan-${state.checkpoint}-${code}-${range}`.replace(/[^\w.-]+/g, "_");
 }
 
 function sweepName(state, info) {

@@ -282,6 +282,7 @@ export class View {
     $("latency").textContent = `rendered in ${Math.round(ms)} ms`;
     const scale = Math.min(SAVE_SCALE, this.limits.max_scale);
     $("save-image").href = `/generate?${query.replace(/scale=\d+/, `scale=${scale}`)}`;
+    $("save-image").download = imageFile(this.state, this.info);
     this.image.dispatchEvent(new CustomEvent("rendered", { detail: { id, query, ms } }));
   }
 
@@ -328,25 +329,42 @@ export class View {
     this.grid.dataset.state = state;
   }
 
-  /** The traversal grid with its column values above it; `out` marks extrapolated columns. */
-  showGrid(url, { columns, rows, seed, name, cell, pad }) {
+  /** The traversal grid, its column values above it (`out` marks extrapolated ones) and its
+   * rows' seeds beside it; `file` names its download. */
+  showGrid(url, { columns, seeds, name, cell, pad, file }) {
     this.grid.src = url;
     this.grid.hidden = false;
     $("grid-png").href = url;
+    $("grid-png").download = file;
     $("grid-png").removeAttribute("aria-disabled");
     const width = columns.length * (cell + pad) + pad;
+    const height = seeds.length * (cell + pad) + pad;
+    const centre = (i, length) => (pad + i * (cell + pad) + cell / 2) / length;
     $("grid-columns").replaceChildren(
       ...columns.map((column, j) =>
-        element(
-          "span",
-          { class: column.out ? "out" : "", style: { "--at": (pad + j * (cell + pad) + cell / 2) / width } },
-          column.label,
-        ),
+        element("span", { class: column.out ? "out" : "", style: { "--at": centre(j, width) } }, column.label),
       ),
     );
-    const seeds = rows === 1 ? `seed ${seed}` : `seeds ${seed}–${seed + rows - 1}`;
+    $("grid-rows").replaceChildren(
+      ...seeds.map((seed, r) => element("span", { style: { "--at": centre(r, height) } }, `seed ${seed}`)),
+    );
+    this.gridLayout = { values: columns.map((column) => column.value), cell, pad, width };
+    const range = seeds.length === 1 ? `seed ${seeds[0]}` : `seeds ${seeds[0]}–${seeds.at(-1)}`;
     const hatch = columns.some((column) => column.out) ? " (orange: beyond the training range)" : "";
-    $("grid-caption").textContent = `Rows: ${seeds}. Columns: ${name}${hatch}.`;
+    $("grid-caption").textContent = `Rows: ${range}. Columns: ${name}${hatch}.`;
+  }
+
+  /** Marks the grid's column of `value`, the swept code's value in the main picture (none if
+   * no column has it). */
+  markColumn(value) {
+    const at = this.gridLayout?.values.indexOf(value) ?? -1;
+    $("grid-columns").querySelectorAll("span").forEach((span, j) => span.classList.toggle("current", j === at));
+    const cursor = $("grid-cursor");
+    cursor.hidden = at < 0 || this.grid.hidden;
+    if (at < 0) return;
+    const { cell, pad, width } = this.gridLayout;
+    cursor.style.setProperty("--left", (pad / 2 + at * (cell + pad)) / width);
+    cursor.style.setProperty("--width", (cell + pad) / width);
   }
 
   /** Q's reading of a drawing: every category's probability as a bar, and the continuous codes. */
@@ -400,6 +418,13 @@ function effectText(measured) {
   if (!measured || measured.effect === "unmeasured") return "Effect not measured: drag it and see.";
   const text = measured.description;
   return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
+}
+
+/** "Save PNG"'s file name: checkpoint, seed and codes, `infogan-mnist-seed3-digit7-c1_0.5-c2_-1.png`. */
+function imageFile(state, info) {
+  const codes = state.categorical.map((c, i) => `${codeName(info, "categorical", i)}${categoryLabel(info, i, c)}`);
+  state.continuous.forEach((x, i) => codes.push(`${codeName(info, "continuous", i)}_${x}`));
+  return `infogan-${state.checkpoint}-seed${state.seed}-${codes.join("-")}.png`.replace(/[^\w.-]+/g, "_");
 }
 
 function describeState(state, info) {
