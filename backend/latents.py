@@ -16,7 +16,16 @@ from fastapi.exceptions import RequestValidationError
 
 from backend.registry import Model, Registry
 from backend.render import Picture
-from backend.schemas import CodeRef, FixedCodes, GenerateRequest, GifRequest, GridRequest, Noise, Sweep
+from backend.schemas import (
+    CodeRef,
+    FixedCodes,
+    GenerateRequest,
+    GifRequest,
+    GridRequest,
+    InterpolationRequest,
+    Noise,
+    Sweep,
+)
 from backend.settings import Settings
 from models import LatentBatch, LatentSpec
 from models.metadata import UNMATCHED
@@ -103,6 +112,38 @@ def gif_picture(request: GifRequest, model: Model, settings: Settings) -> Pictur
     key = {"kind": "gif", **noise_key, "categorical": categorical, "continuous": continuous}
     key |= {"vary": request.vary.model_dump(), "values": values, "ms": request.duration_ms, "bounce": request.bounce}
     return _picture("gif", model, inputs, len(z), len(values), request.scale, key, request.duration_ms, request.bounce)
+
+
+def interpolation_picture(request: InterpolationRequest, model: Model, settings: Settings) -> Picture:
+    errors = _Errors("body")
+    spec = model.checkpoint.latent
+    if request.steps > settings.max_grid:
+        errors.add(("steps",), f"an interpolation has 2..{settings.max_grid} steps, got {request.steps}")
+    categorical, continuous = _fixed_codes(request, model, settings, errors)
+    if not errors.items:
+        _check_scale(request.scale, 1, request.steps, model, settings, errors, pad=GRID_PAD)
+    errors.raise_any()
+    z = _between(spec.noise(request.seeds[0]), spec.noise(request.seeds[1]), request.steps, spec.noise_prior)
+    c_cat = torch.tensor([categorical], dtype=torch.long).repeat(request.steps, 1)
+    c_cont = torch.tensor([continuous]).repeat(request.steps, 1)
+    inputs = spec.build_input(LatentBatch(z, c_cat, c_cont))
+    key = {"kind": "interpolation", "seeds": request.seeds, "steps": request.steps}
+    key |= {"categorical": categorical, "continuous": continuous}
+    return _picture("grid", model, inputs, 1, request.steps, request.scale, key)
+
+
+def _between(start: torch.Tensor, end: torch.Tensor, steps: int, prior: str) -> torch.Tensor:
+    """(steps, noise_dim) noises from `start` to `end` (each (1, noise_dim)), both included: in a
+    straight line for a uniform prior (the box is convex), along the great circle for a normal
+    one, which keeps the norms that the prior makes typical."""
+    t = torch.linspace(0, 1, steps)[:, None]  # (steps, 1)
+    angle = torch.arccos((start @ end.T / (start.norm() * end.norm()).clamp_min(1e-12)).clamp(-1, 1))  # (1, 1)
+    if prior == "uniform" or angle.item() < 1e-6:
+        noises = start + t * (end - start)
+    else:
+        noises = (torch.sin((1 - t) * angle) * start + torch.sin(t * angle) * end) / torch.sin(angle)
+    noises[0], noises[-1] = start[0], end[0]  # the ends are the seeds' own noise, bit for bit
+    return noises
 
 
 def _picture(

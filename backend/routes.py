@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from backend import encode as encoding
 from backend.fit import STEPS, Fit
 from backend.inference import encode_images
-from backend.latents import choose_model, gif_picture, grid_picture, image_picture
+from backend.latents import choose_model, gif_picture, grid_picture, image_picture, interpolation_picture
 from backend.render import MEDIA_TYPES, Picture, etag, render
 from backend.schemas import (
     MAX_SEED,
@@ -21,6 +21,7 @@ from backend.schemas import (
     GenerateRequest,
     GifRequest,
     GridRequest,
+    InterpolationRequest,
     Limits,
 )
 from backend.service import Service
@@ -106,6 +107,13 @@ async def generate_gif(service: ServiceDep, request: Request, body: GifRequest |
     body = body or GifRequest()
     model = choose_model(service.registry, body.checkpoint)
     return await _answer(service, gif_picture(body, model, service.settings), request)
+
+
+@router.post("/generate/interpolation", response_class=Response, responses=PNG, dependencies=[Depends(json_only)])
+async def generate_interpolation(service: ServiceDep, request: Request, body: InterpolationRequest) -> Response:
+    """A strip of pictures whose noise moves from one seed's to another's with the codes fixed, as PNG."""
+    model = choose_model(service.registry, body.checkpoint)
+    return await _answer(service, interpolation_picture(body, model, service.settings), request)
 
 
 @router.post("/encode", response_model=EncodeResponse, openapi_extra=IMAGE_BODY)

@@ -123,6 +123,16 @@ class GifRequest(FixedCodes, Noise, Sweep):
     bounce: bool = Field(True, description="play the sweep forward then back, so the loop has no jump")
 
 
+class InterpolationRequest(FixedCodes):
+    """A strip of pictures whose noise moves from one seed's to another's, the codes fixed: what
+    the noise holds besides the codes, and how smoothly G's output follows it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"seeds": [3, 8], "label": "2", "steps": 7, "scale": 2}]})
+
+    seeds: list[Seed] = Field(min_length=2, max_length=2, description="the seeds at the two ends")
+    steps: int = Field(9, ge=2, le=1024, description="pictures in the strip, both ends included")
+
+
 class CodeEffect(BaseModel):
     """What one continuous code measurably does, from the checkpoint's metrics (sweeps of the code
     from -2 to 2, training/evaluate.py): the text the page shows beside its slider."""

@@ -256,6 +256,20 @@ async def test_a_gif_of_several_seeds_shows_the_grid_one_column_per_frame(client
     assert both.status_code == 422 and "one of seed, noise or seeds" in both.text
 
 
+async def test_an_interpolation_runs_from_one_seeds_picture_to_the_others(client: httpx.AsyncClient) -> None:
+    codes = {"categorical": [2], "continuous": [0.5, -0.5]}
+    strip = picture(await client.post("/generate/interpolation", json={"seeds": [3, 8], "steps": 5, **codes}))
+    assert strip.shape == (30 + 2, 5 * 30 + 2)
+    cells = [strip[2:30, 2 + 30 * j : 30 + 30 * j] for j in range(5)]
+    assert np.array_equal(cells[0], picture(await client.post("/generate", json={"seed": 3, **codes})))
+    assert np.array_equal(cells[-1], picture(await client.post("/generate", json={"seed": 8, **codes})))
+    middle = LatentSpec().noise(3) / 2 + LatentSpec().noise(8) / 2
+    halfway = picture(await client.post("/generate", json={"noise": middle[0].tolist(), **codes}))
+    assert np.abs(cells[2].astype(int) - halfway.astype(int)).max() <= 1  # a straight line for a uniform prior
+    one = await client.post("/generate/interpolation", json={"seeds": [3]})
+    assert one.status_code == 422 and one.json()["detail"][0]["loc"] == ["body", "seeds"]
+
+
 async def test_encode_returns_q_estimates_with_labels(client: httpx.AsyncClient) -> None:
     digit = (await client.post("/generate", json={"seed": 3, "scale": 4})).content
     response = await client.post("/encode", content=digit, headers={"Content-Type": "image/png"})

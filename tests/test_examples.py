@@ -56,20 +56,21 @@ async def request_examples(client: httpx.AsyncClient) -> list[tuple[str, dict[st
     for path, operations in schema["paths"].items():
         body = operations.get("post", {}).get("requestBody", {}).get("content", {}).get("application/json")
         if body:
-            name = body["schema"]["anyOf"][0]["$ref"].rsplit("/", 1)[1]  # optional bodies: a $ref or null
+            ref = body["schema"].get("$ref") or body["schema"]["anyOf"][0]["$ref"]  # optional bodies: $ref or null
+            name = ref.rsplit("/", 1)[1]
             examples += [(path, example) for example in schema["components"]["schemas"][name]["examples"]]
     return examples
 
 
 async def test_every_json_request_has_an_example_that_draws_the_digit_it_names(client: httpx.AsyncClient) -> None:
     examples = await request_examples(client)
-    assert {path for path, _ in examples} == {"/generate", "/generate/grid", "/generate/gif"}
+    assert {path for path, _ in examples} == {"/generate", "/generate/grid", "/generate/gif", "/generate/interpolation"}
     for path, example in examples:
         response = await client.post(path, json=example)
         assert response.status_code == 200, (path, example, response.text)
         if path == "/generate/gif":
             continue  # its frames are the swept image's: the image and grid checks cover the drawing
-        pad = GRID_PAD if path == "/generate/grid" else 0
+        pad = 0 if path == "/generate" else GRID_PAD
         drawn = digits_drawn(response.content, example.get("scale", 1), pad)
         assert drawn.count(example["label"]) >= 0.8 * len(drawn), (path, example, drawn)
 

@@ -403,6 +403,43 @@ def test_back_and_forward_restore_the_state(page: Page, service: str) -> None:
     assert pressed(page) == [DIGITS["5"]] and sliders(page) == [0, 0]
 
 
+# ---- comparing checkpoints, interpolating noise ----
+
+
+def test_a_second_checkpoint_draws_the_same_inputs_beside_the_first(page: Page, service: str) -> None:
+    open_page(page, "?seed=3&label=2")
+    options = page.eval_on_selector_all("#compare option", "nodes => nodes.map(n => n.value)")
+    assert options == ["", "shipped"]  # "wide" takes other codes
+    page.select_option("#compare", "shipped")
+    expect(page.locator("#pair")).to_be_visible()
+    assert "compare=shipped" in page.url
+    both = {"seed": 3, "categorical": [DIGITS["2"]], "continuous": [0, 0], "scale": 4}
+    for image, checkpoint in (("#compare-this", "mnist"), ("#compare-other", "shipped")):
+        page.wait_for_function(f"document.querySelector('{image}').complete")
+        drawn = page.locator(image).evaluate(
+            "img => fetch(img.src).then(r => r.arrayBuffer()).then(b => Array.from(new Uint8Array(b)))"
+        )
+        assert bytes(drawn) == httpx.get(f"{service}/generate", params={**both, "checkpoint": checkpoint}).content
+    expect(page.locator("#compare-other-name")).to_have_text("shipped")
+
+    strip = page.locator("#interpolation")
+    expect(strip).to_be_visible()
+    expect(page.locator("#interpolation-caption")).to_contain_text("from seed 3 to seed 4")
+    assert page.input_value("#to-seed") == "4"  # the next seed unless another is chosen
+    page.fill("#to-seed", "8")
+    expect(page.locator("#interpolation-caption")).to_contain_text("from seed 3 to seed 8")
+    assert "to=8" in page.url
+    body = {"checkpoint": "mnist", "seeds": [3, 8], "steps": 9, "categorical": [DIGITS["2"]], "continuous": [0, 0]}
+    expected = httpx.post(f"{service}/generate/interpolation", json={**body, "scale": 2}).content
+    page.wait_for_function("document.getElementById('interpolation').naturalWidth === (9 * 30 + 2) * 2")
+    drawn = strip.evaluate("img => fetch(img.src).then(r => r.arrayBuffer()).then(b => Array.from(new Uint8Array(b)))")
+    assert bytes(drawn) == expected
+
+    other = page.context.new_page()
+    other.goto("/?compare=wide")
+    expect(other.locator("#messages [data-source=link]")).to_contain_text("compare must name another loaded checkpoint")
+
+
 # ---- reading a drawing ----
 
 
@@ -505,9 +542,9 @@ def test_traversal_grid_animation_and_downloads(page: Page) -> None:
     with page.expect_download() as gif:
         page.click("#gif")
     assert gif.value.suggested_filename == "infogan-mnist-digit-seeds3-7.gif"
-    animation = Image.open(gif.value.path())
-    assert animation.format == "GIF" and animation.n_frames == 10  # every category, the five seeds in each
-    assert animation.size == ((5 * 30 + 2) * 8, (30 + 2) * 8)  # the five seeds side by side, at the GIF's scale 8
+    with Image.open(gif.value.path()) as animation:
+        assert animation.format == "GIF" and animation.n_frames == 10  # every category, the five seeds in each
+        assert animation.size == ((5 * 30 + 2) * 8, (30 + 2) * 8)  # the seeds side by side, at the GIF's scale 8
     with page.expect_download() as image:
         page.click("#save-image")
     assert image.value.suggested_filename == "infogan-mnist-seed3-digit7-c1_0-c2_0.png"
@@ -733,7 +770,8 @@ def test_the_api_docs_render_with_no_request_off_this_machine(
 
 def test_swagger_ui_sends_each_example_body_and_the_service_accepts_it(page: Page) -> None:
     page.goto("/docs")
-    for operation in ("generate_generate_post", "generate_grid_generate_grid_post", "generate_gif_generate_gif_post"):
+    operations = ("generate_generate_post", "generate_grid_generate_grid_post", "generate_gif_generate_gif_post")
+    for operation in (*operations, "generate_interpolation_generate_interpolation_post"):
         block = page.locator(f"#operations-default-{operation}")
         block.locator(".opblock-summary").click()
         block.get_by_role("button", name="Try it out").click()

@@ -78,6 +78,10 @@ export async function grid(body, signal) {
   return (await call("/generate/grid", { ...post(body), signal })).blob();
 }
 
+export async function interpolation(body, signal) {
+  return (await call("/generate/interpolation", { ...post(body), signal })).blob();
+}
+
 export async function gif(body, signal) {
   return (await call("/generate/gif", { ...post(body), signal })).blob();
 }

@@ -3,6 +3,7 @@
 
 import * as api from "./api.js";
 import { UrlHistory } from "./history.js";
+import { Comparison } from "./compare.js";
 import { Reader } from "./reader.js";
 import { defaults, estimated, fromQuery, generateQuery, randomSeed, sampled, toQuery, withCode } from "./state.js";
 import { Traversal } from "./traversal.js";
@@ -13,6 +14,7 @@ let checkpoints = [];
 let info = null; // the /api/checkpoints entry of state.checkpoint
 let state = null;
 let traversal = null; // made once the limits are known
+let comparison = null; // likewise
 
 const urls = new UrlHistory();
 
@@ -54,6 +56,12 @@ const view = new View({
   onRows(rows) {
     commit({ ...state, rows }, { history: "push" });
   },
+  onCompare(compare) {
+    commit({ ...state, compare }, { history: "push" });
+  },
+  onTo(to, final) {
+    commit({ ...state, to }, { history: urls.stepOf(final) });
+  },
   onPlay: () => traversal.togglePlay(),
   onGif: () => traversal.downloadGif(),
   onClear() {
@@ -82,6 +90,7 @@ function whenServiceIsBack() {
     waiting = null;
     feed.retry();
     traversal.retry();
+    comparison.retry(state);
   });
 }
 
@@ -114,6 +123,7 @@ function commit(next, { history = "push", now = false } = {}) {
   urls.write(toQuery(state, info), history);
   feed.want(generateQuery(state), { now });
   traversal.update(state, info);
+  comparison.update(state);
 }
 
 window.addEventListener("popstate", () => {
@@ -149,6 +159,7 @@ async function start() {
     onFrame: (kind, index, value) => commit(withCode(state, kind, index, value), { history: "replace-later" }),
     onUnavailable: whenServiceIsBack,
   });
+  comparison = new Comparison(view, limits, { onUnavailable: whenServiceIsBack });
   const { state: first, problems } = fromQuery(location.search, checkpoints, limits);
   showLinkProblems(problems);
   commit(first, { history: "replace" });

@@ -1,8 +1,10 @@
 // The explorer's state: a small plain object, its defaults for a checkpoint, the changes made to it
 // (a code set, everything sampled, an image read back) and its URL form.
 //
-// state = {checkpoint, seed, lock, categorical: [index...], continuous: [value...], vary, rows}
+// state = {checkpoint, seed, lock, categorical: [index...], continuous: [value...], vary, rows, compare, to}
 // `vary` is the code the traversal panel sweeps: {kind: "categorical" | "continuous", index}.
+// `compare` names a second checkpoint drawn beside the first with the same inputs (or null), and
+// `to` the seed an interpolation runs to (null: the next seed).
 // Everything a user sets lives here, so a link (the query string) reproduces the same image.
 
 export const LIMIT = 2; // sliders run over -2..2, the paper's traversal range
@@ -26,7 +28,21 @@ export function defaults(info, limits, keep = {}) {
     continuous: continuous.map(() => 0),
     vary: continuous.length ? { kind: "continuous", index: 0 } : { kind: "categorical", index: 0 },
     rows: keep.rows ?? Math.min(5, limits.max_grid),
+    compare: null,
+    to: keep.to ?? null,
   };
+}
+
+/** Whether two checkpoints take the same inputs, so that one state draws in both. */
+export function compatible(a, b) {
+  const shape = (info) =>
+    JSON.stringify([info.latent.noise_dim, info.latent.categorical.map((c) => c.categories), info.latent.continuous.length]);
+  return a.name !== b.name && shape(a) === shape(b);
+}
+
+/** The seed an interpolation ends at: the one chosen, else the next. */
+export function interpolationEnd(state, limits) {
+  return state.to ?? Math.min(state.seed + 1, limits.max_seed);
 }
 
 /** `state` with code `index` of `kind` ("categorical" or "continuous") set to `value`. */
@@ -110,6 +126,8 @@ export function toQuery(state, info) {
   if (state.lock) params.set("lock", "1");
   params.set("vary", `${state.vary.kind}-${state.vary.index}`);
   params.set("rows", String(state.rows));
+  if (state.compare) params.set("compare", state.compare);
+  if (state.to !== null) params.set("to", String(state.to));
   return `?${params}`.replaceAll("%2C", ","); // commas need no escaping in a query: readable links
 }
 
@@ -127,11 +145,18 @@ export function fromQuery(search, checkpoints, limits) {
   const state = defaults(info, limits);
   const { categorical, continuous } = info.latent;
 
-  const seed = params.get("seed");
-  if (seed !== null) {
-    const n = Number(seed);
-    if (Number.isInteger(n) && n >= 0 && n <= limits.max_seed) state.seed = n;
-    else problems.push(`seed must be a whole number in 0..${limits.max_seed}, got "${seed}"`);
+  for (const key of ["seed", "to"]) {
+    const text = params.get(key);
+    if (text === null) continue;
+    const n = Number(text);
+    if (/^\d+$/.test(text) && n <= limits.max_seed) state[key] = n;
+    else problems.push(`${key} must be a whole number in 0..${limits.max_seed}, got "${text}"`);
+  }
+  const compare = params.get("compare");
+  if (compare !== null) {
+    const other = checkpoints.find((c) => c.name === compare);
+    if (other && compatible(info, other)) state.compare = compare;
+    else problems.push(`compare must name another loaded checkpoint with the same codes, got "${compare}"`);
   }
   state.lock = params.get("lock") === "1";
 
@@ -173,9 +198,10 @@ export function fromQuery(search, checkpoints, limits) {
   return { state, info, problems };
 }
 
-/** The query of `GET /generate` for a state: lists as repeated parameters, as the API reads them. */
-export function generateQuery(state, scale = 1) {
-  const params = new URLSearchParams({ checkpoint: state.checkpoint, seed: String(state.seed) });
+/** The query of `GET /generate` for a state (on `checkpoint`, default the state's): lists as
+ * repeated parameters, as the API reads them. */
+export function generateQuery(state, scale = 1, checkpoint = state.checkpoint) {
+  const params = new URLSearchParams({ checkpoint, seed: String(state.seed) });
   for (const c of state.categorical) params.append("categorical", String(c));
   for (const x of state.continuous) params.append("continuous", String(x));
   params.set("scale", String(scale));

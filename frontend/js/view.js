@@ -1,7 +1,17 @@
 // The view: owns the DOM. It builds the controls from a checkpoint's latent spec, shows a state,
 // and reports what the user asks for through `handlers`; it never fetches or decides.
 
-import { LIMIT, STEP, categoryLabel, categoryOrder, codeName, snap } from "./state.js";
+import {
+  LIMIT,
+  STEP,
+  categoryLabel,
+  categoryOrder,
+  codeName,
+  compatible,
+  generateQuery,
+  interpolationEnd,
+  snap,
+} from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 const TICKS = [-2, -1, 0, 1, 2];
@@ -76,6 +86,7 @@ export class View {
   }
 
   setCheckpoints(list) {
+    this.checkpoints = list;
     const select = $("checkpoint");
     select.replaceChildren(...list.map((info) => element("option", { value: info.name }, info.name)));
     select.disabled = list.length < 2;
@@ -100,6 +111,12 @@ export class View {
     );
     $("vary").replaceChildren(...options);
     $("play").disabled = $("gif").disabled = options.length === 0;
+    const others = this.checkpoints.filter((other) => compatible(info, other));
+    $("compare").replaceChildren(
+      element("option", { value: "" }, others.length ? "none" : "no other checkpoint has these codes"),
+      ...others.map((other) => element("option", { value: other.name }, other.name)),
+    );
+    $("compare").disabled = others.length === 0;
   }
 
   #categorical(info, i) {
@@ -224,6 +241,15 @@ export class View {
     seed.addEventListener("input", () => typedSeed(false));
     seed.addEventListener("change", () => typedSeed(true));
     $("random-seed").addEventListener("click", () => h.onRandomSeed());
+    $("compare").addEventListener("change", (event) => h.onCompare(event.target.value || null));
+    const to = $("to-seed");
+    const typedTo = (final) => {
+      const n = wholeNumber(to.value, 0, this.limits.max_seed);
+      fieldNote(to, n === null && (final || to.value !== "") ? seedRule() : null);
+      if (n !== null) h.onTo(n, final);
+    };
+    to.addEventListener("input", () => typedTo(false));
+    to.addEventListener("change", () => typedTo(true));
     $("lock").addEventListener("change", (event) => h.onLock(event.target.checked));
     $("surprise").addEventListener("click", () => h.onSurprise());
     $("vary").addEventListener("change", (event) => {
@@ -267,6 +293,8 @@ export class View {
     $("lock").checked = state.lock;
     $("vary").value = `${state.vary.kind}-${state.vary.index}`;
     showValue($("rows"), state.rows);
+    $("compare").value = state.compare ?? "";
+    showValue($("to-seed"), interpolationEnd(state, this.limits));
     this.image.alt = `generated image: ${describeState(state, this.info)}`;
   }
 
@@ -365,6 +393,25 @@ export class View {
     const { cell, pad, width } = this.gridLayout;
     cursor.style.setProperty("--left", (pad / 2 + at * (cell + pad)) / width);
     cursor.style.setProperty("--width", (cell + pad) / width);
+  }
+
+  /** The state drawn by this checkpoint and by `state.compare` side by side, when one is chosen. */
+  showComparison(state) {
+    $("pair").hidden = !state.compare;
+    $("compare-hint").hidden = Boolean(state.compare);
+    if (!state.compare) return;
+    $("compare-this").src = `/generate?${generateQuery(state, 4)}`;
+    $("compare-other").src = `/generate?${generateQuery(state, 4, state.compare)}`;
+    $("compare-this-name").textContent = state.checkpoint;
+    $("compare-other-name").textContent = state.compare;
+  }
+
+  /** The strip of pictures from one seed's noise to another's. */
+  showInterpolation(url, { seeds, steps }) {
+    const strip = $("interpolation");
+    strip.src = url;
+    strip.hidden = false;
+    $("interpolation-caption").textContent = `Noise from seed ${seeds[0]} to seed ${seeds[1]} in ${steps} steps; codes as set.`;
   }
 
   /** Q's reading of a drawing: every category's probability as a bar, and the continuous codes. */
