@@ -16,7 +16,7 @@ import training.loop as loop
 from models.checkpoint import build_networks, load_checkpoint, load_population, read_metadata
 from models.latent import LatentSpec
 from models.networks import ArchConfig
-from training.loop import TrainConfig, frozen, train
+from training.loop import RECIPES, TrainConfig, frozen, train
 from training.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +176,32 @@ def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys)
     config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
     assert (config.dataset, config.epochs, config.latent) == ("synthetic", 3, LatentSpec())
     assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_sets_its_values_and_options_given_win(capsys):
+    for argv, expected in [
+        (["--recipe", "paper"], ("paper", 0.0)),
+        (["--recipe", "explorer"], ("explorer", 1.0)),
+        (["--recipe", "explorer", "--consistency", "0.5"], ("explorer", 0.5)),
+        (["--consistency", "0.5", "--recipe", "paper"], ("paper", 0.5)),  # wherever the option stands
+    ]:
+        assert main(["--dry-run", *argv]) == 0
+        config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
+        assert (config.recipe, config.consistency) == expected
+    assert RECIPES[TrainConfig().recipe]["consistency"] == TrainConfig().consistency  # the default is a recipe
+
+
+def test_a_resumed_run_keeps_its_recipe(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(
+        json.dumps({**TrainConfig(out_dir=str(tmp_path)).to_dict(), "recipe": "paper"})
+    )
+    other = "explorer" if TrainConfig().recipe == "paper" else "paper"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--resume", "--dry-run", "--out", str(tmp_path), "--recipe", other])
+    assert exit_.value.code == 2 and f"--recipe {other} differs from its paper" in capsys.readouterr().err
+    legacy = TrainConfig(out_dir=str(tmp_path)).to_dict()
+    del legacy["recipe"]  # a run folder from before recipes had names
+    assert TrainConfig.from_dict(legacy).recipe == "paper"
 
 
 def test_a_time_limit_stops_training_and_its_clock_carries_over_a_resume(tmp_path):

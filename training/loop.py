@@ -59,6 +59,13 @@ SELECTION_IMAGES = 10_000  # real training images the label-free criteria read
 COMPILE_SETTINGS = ("auto", "on", "off")
 
 
+# Named recipes: the option values each sets; options given on the command line win. "paper" is
+# Chen et al. (2016) as the authors' code ran it; "explorer" adds the categorical consistency term
+# (README, "A better recipe", for what it bought).
+RECIPES: dict[str, dict[str, Any]] = {"paper": {"consistency": 0.0}, "explorer": {"consistency": 1.0}}
+DEFAULT_RECIPE = "paper"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str = "mnist"
@@ -74,7 +81,8 @@ class TrainConfig:
     lambda_cont: float = 1.0  # with a fixed std this is half the squared error, already small
     learn_std: bool = False  # fixed unit std, as the authors' code; True: Q also predicts a std
     info_trains_body: bool = True  # L_I also updates D's shared body, not only the Q head
-    consistency: float = 0.0  # weight of Q's categorical consistency on jittered real images; 0: off, the paper's
+    recipe: str = DEFAULT_RECIPE  # the named recipe whose values the options started from (RECIPES)
+    consistency: float = RECIPES[DEFAULT_RECIPE]["consistency"]  # Q's categorical consistency on jittered reals
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
     select: str = "information"  # the label-free criterion that picks the member to export (training.select)
@@ -94,6 +102,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = {"recipe": "paper", **data}  # configs from before recipes had names ran the paper's
         return cls(
             **{**data, "latent": LatentSpec.from_dict(data["latent"]), "arch": ArchConfig.from_dict(data["arch"])}
         )

@@ -18,7 +18,7 @@ from models.latent import CategoricalCode, ContinuousCode, LatentSpec
 from models.networks import PRECISIONS, ArchConfig
 from training.classifier import ClassifierError
 from training.data import DATASETS, DataError
-from training.loop import COMPILE_SETTINGS, TrainConfig, train
+from training.loop import COMPILE_SETTINGS, RECIPES, TrainConfig, train
 from training.options import (
     DefaultsHelpFormatter,
     non_negative_float,
@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr-d", type=positive_float, default=defaults.lr_d, help="Adam learning rate of D and Q")
     add("--beta1", type=float, default=defaults.beta1, help="Adam's first-moment decay")
     add("--beta2", type=float, default=defaults.beta2, help="Adam's second-moment decay")
+    recipes = "; ".join(
+        f"{name}: " + ", ".join(f"--{k} {v}" for k, v in values.items()) for name, values in RECIPES.items()
+    )
+    add(
+        "--recipe", choices=RECIPES, default=defaults.recipe, help=f"named option values ({recipes}); options given win"
+    )
     add("--lambda-cat", type=non_negative_float, default=defaults.lambda_cat, help="weight of L_I's categorical term")
     add("--lambda-cont", type=non_negative_float, default=defaults.lambda_cont, help="weight of L_I's continuous term")
     add("--learn-std", action="store_true", help="Q predicts a std per continuous code (else a fixed unit std)")
@@ -110,9 +116,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with the chosen recipe's values as the defaults of the options it sets."""
+    recipe = parser.parse_known_args(argv)[0].recipe
+    parser.set_defaults(**RECIPES[recipe])
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     try:
         config = config_from_args(args)
     except ValueError as error:  # e.g. a one-way categorical code
