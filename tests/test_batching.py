@@ -20,11 +20,6 @@ SPEC = LatentSpec()
 CPU = torch.device("cpu")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def served(arch: ArchConfig = TINY, *, max_rows: int = 64, dtype: torch.dtype = torch.float32) -> ServedGenerator:
     torch.manual_seed(0)
     return serve_generator(

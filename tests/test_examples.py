@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,25 +13,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from service_helpers import REPO, serve, settings_for
 from test_api import readme_curls
 
 from models.render import GRID_PAD
 from training.classifier import load_classifier
 
 pytestmark = pytest.mark.anyio
-SHIPPED = REPO / "models" / "pretrained"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(settings_for(SHIPPED)) as client:
-        yield client
 
 
 def digits_drawn(png: bytes, scale: int, pad: int = 0) -> list[str]:
@@ -49,9 +35,9 @@ def digits_drawn(png: bytes, scale: int, pad: int = 0) -> list[str]:
         return [str(digit) for digit in load_classifier()(images).argmax(1).tolist()]
 
 
-async def request_examples(client: httpx.AsyncClient) -> list[tuple[str, dict[str, Any]]]:
+async def request_examples(shipped: httpx.AsyncClient) -> list[tuple[str, dict[str, Any]]]:
     """(path, body) for every example of every JSON request body in the schema."""
-    schema = (await client.get("/openapi.json")).json()
+    schema = (await shipped.get("/openapi.json")).json()
     examples = []
     for path, operations in schema["paths"].items():
         body = operations.get("post", {}).get("requestBody", {}).get("content", {}).get("application/json")
@@ -62,11 +48,11 @@ async def request_examples(client: httpx.AsyncClient) -> list[tuple[str, dict[st
     return examples
 
 
-async def test_every_json_request_has_an_example_that_draws_the_digit_it_names(client: httpx.AsyncClient) -> None:
-    examples = await request_examples(client)
+async def test_every_json_request_has_an_example_that_draws_the_digit_it_names(shipped: httpx.AsyncClient) -> None:
+    examples = await request_examples(shipped)
     assert {path for path, _ in examples} == {"/generate", "/generate/grid", "/generate/gif", "/generate/interpolation"}
     for path, example in examples:
-        response = await client.post(path, json=example)
+        response = await shipped.post(path, json=example)
         assert response.status_code == 200, (path, example, response.text)
         if path == "/generate/gif":
             continue  # its frames are the swept image's: the image and grid checks cover the drawing
@@ -75,14 +61,14 @@ async def test_every_json_request_has_an_example_that_draws_the_digit_it_names(c
         assert drawn.count(example["label"]) >= 0.8 * len(drawn), (path, example, drawn)
 
 
-async def test_the_readme_examples_draw_the_digits_they_name(client: httpx.AsyncClient) -> None:
+async def test_the_readme_examples_draw_the_digits_they_name(shipped: httpx.AsyncClient) -> None:
     named = 0
     for args in readme_curls():
         if "-d" not in args or "label" not in args[args.index("-d") + 1]:
             continue
         body = json.loads(args[args.index("-d") + 1])
         path = next(arg for arg in args if arg.startswith("localhost:8000")).removeprefix("localhost:8000")
-        response = await client.post(path, json=body)
+        response = await shipped.post(path, json=body)
         assert response.status_code == 200, response.text
         pad = GRID_PAD if path == "/generate/grid" else 0
         drawn = digits_drawn(response.content, body.get("scale", 1), pad)

@@ -228,28 +228,26 @@ export class View {
     return { node, slider, number, badge };
   }
 
+  /** A seed field: a whole number in range goes to `onValue(seed, final)` as it is typed;
+   * anything else is refused with a message and never sent. */
+  #wireSeedField(field, onValue) {
+    const typed = (final) => {
+      const n = wholeNumber(field.value, 0, this.limits.max_seed);
+      const refused = n === null && (final || field.value !== "");
+      fieldNote(field, refused ? `a seed is a whole number from 0 to ${this.limits.max_seed}` : null);
+      if (n !== null) onValue(n, final);
+    };
+    field.addEventListener("input", () => typed(false));
+    field.addEventListener("change", () => typed(true));
+  }
+
   #wireStatic() {
     const h = this.handlers;
     $("checkpoint").addEventListener("change", (event) => h.onCheckpoint(event.target.value));
-    const seed = $("seed");
-    const seedRule = () => `a seed is a whole number from 0 to ${this.limits.max_seed}`;
-    const typedSeed = (final) => {
-      const n = wholeNumber(seed.value, 0, this.limits.max_seed);
-      fieldNote(seed, n === null && (final || seed.value !== "") ? seedRule() : null);
-      if (n !== null) h.onSeed(n, final);
-    };
-    seed.addEventListener("input", () => typedSeed(false));
-    seed.addEventListener("change", () => typedSeed(true));
+    this.#wireSeedField($("seed"), h.onSeed);
     $("random-seed").addEventListener("click", () => h.onRandomSeed());
     $("compare").addEventListener("change", (event) => h.onCompare(event.target.value || null));
-    const to = $("to-seed");
-    const typedTo = (final) => {
-      const n = wholeNumber(to.value, 0, this.limits.max_seed);
-      fieldNote(to, n === null && (final || to.value !== "") ? seedRule() : null);
-      if (n !== null) h.onTo(n, final);
-    };
-    to.addEventListener("input", () => typedTo(false));
-    to.addEventListener("change", () => typedTo(true));
+    this.#wireSeedField($("to-seed"), h.onTo);
     $("lock").addEventListener("change", (event) => h.onLock(event.target.checked));
     $("surprise").addEventListener("click", () => h.onSurprise());
     $("vary").addEventListener("change", (event) => {
