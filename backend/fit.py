@@ -22,7 +22,7 @@ from backend.schemas import FitResult
 from models import LatentBatch, LatentSpec
 from models.render import to_uint8
 
-SCREEN, KEEP, STEPS, LEARNING_RATE = 64, 4, 30, 0.1
+SCREEN, KEEP, STEPS, LEARNING_RATE = 64, 2, 30, 0.1
 CODE_BOUND = 2.0  # continuous codes stay within the paper's traversal range
 NORMAL_BOUND = 3.0  # a normal prior's noise stays within 3 standard deviations
 
