@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -14,6 +15,7 @@ from backend.fit import STEPS, Fit
 from backend.inference import encode_images
 from backend.latents import choose_model, gif_picture, grid_picture, image_picture, interpolation_picture
 from backend.render import MEDIA_TYPES, Picture, etag, render
+from backend.runs import describe_run, find_runs, latest_sample, records_after
 from backend.schemas import (
     MAX_SEED,
     CheckpointInfo,
@@ -23,6 +25,7 @@ from backend.schemas import (
     GridRequest,
     InterpolationRequest,
     Limits,
+    RunInfo,
 )
 from backend.service import Service
 from models.render import GRID_PAD
@@ -68,6 +71,45 @@ async def limits(service: ServiceDep) -> Limits:
     """The service's limits (its INFOGAN_* settings) and the grid layout: what a request may ask."""
     settings = service.settings.model_dump()  # Limits keeps the fields it names
     return Limits.model_validate({**settings, "max_seed": MAX_SEED, "grid_pad": GRID_PAD})
+
+
+@router.get("/api/runs", response_model=list[RunInfo])
+async def runs(service: ServiceDep) -> list[RunInfo]:
+    """The training runs under the runs folder (INFOGAN_RUNS_DIR), as their files tell them."""
+
+    def describe_all() -> list[RunInfo]:
+        return [describe_run(name, folder) for name, folder in find_runs(service.settings.runs_dir).items()]
+
+    return await asyncio.to_thread(describe_all)
+
+
+@router.get("/api/runs/{name:path}/log")
+async def run_log(
+    service: ServiceDep,
+    name: str,
+    after: Annotated[int, Query(ge=-1, description="only records after this step")] = -1,
+) -> list[dict[str, Any]]:
+    """A run's log records after a step, oldest first, at most 1000 per answer: ask again with
+    the last one's step for more."""
+    return await asyncio.to_thread(records_after, _run_folder(service, name), after)
+
+
+@router.get("/api/runs/{name:path}/samples/latest", response_class=Response, responses=PNG)
+async def run_sample(service: ServiceDep, name: str) -> Response:
+    """The run's newest sample grid: the same codes at every save, so the grids compare."""
+    sample = await asyncio.to_thread(latest_sample, _run_folder(service, name))
+    if sample is None:
+        raise HTTPException(404, f"run {name!r} has no sample grid yet")
+    file, body = sample
+    return Response(body, media_type="image/png", headers={"Cache-Control": "no-cache", "X-Sample": file})
+
+
+def _run_folder(service: Service, name: str) -> Path:
+    """The folder of a listed run: names are looked up, never joined into a path."""
+    folder = find_runs(service.settings.runs_dir).get(name)
+    if folder is None:
+        raise HTTPException(404, f"no run named {name!r}; GET /api/runs lists them")
+    return folder
 
 
 @router.get("/healthz")

@@ -209,3 +209,29 @@ class EncodeResponse(BaseModel):
     categorical: list[CategoricalEstimate]
     continuous: list[ContinuousEstimate]
     fit: FitResult | None = None  # with ?fit=true
+
+
+class MemberInfo(BaseModel):
+    member: int
+    losses: dict[str, float] = Field(description="latest loss_d, loss_g, info_cat, info_cont")
+    categorical_accuracy: float | None = Field(None, description="latest, on the test images (needs labels)")
+    information: float | None = Field(None, description="latest label-free criterion (training/select.py)")
+
+
+class RunInfo(BaseModel):
+    """One entry of `GET /api/runs`: a training run folder, as its files tell it."""
+
+    name: str = Field(description="the folder's path below the runs folder")
+    state: Literal["running", "finished", "stopped", "failed"] = Field(
+        description="finished: the log ends with the run's end; running: the log keeps growing; once it is "
+        "quiet, stopped (a checkpoint to resume from) or failed (none)"
+    )
+    step: int
+    total_steps: int | None
+    train_seconds: float | None = Field(description="the training clock, evaluation and saving left out")
+    images_per_s: float | None
+    losses: dict[str, float] = Field(description="latest loss_d, loss_g, info_cat, info_cont (member 0's)")
+    categorical_accuracy: float | None
+    chosen_member: int | None = Field(description="of a finished run: the member it exported")
+    members: list[MemberInfo] = Field(description="of a population: each member's latest figures")
+    updated: float | None = Field(description="Unix time of the log's last record")

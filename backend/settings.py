@@ -25,6 +25,7 @@ class Settings(BaseModel):
     # which is the repository's models/pretrained/ in an editable install.
     checkpoint_dir: tuple[Path, ...] = (Path(models.__file__).parent / "pretrained",)
     frontend_dir: Path = REPO_ROOT / "frontend"  # served at / when it exists
+    runs_dir: Path = Path("runs")  # training run folders (infogan train --out runs/NAME), read by /api/runs
     device: str = "auto"  # "auto" takes CUDA when available, else the CPU
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # generator's; auto: bf16 where native, else fp32
     # torch threads of a generator call while nothing else waits; under load calls use one thread,

@@ -255,7 +255,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             continue
         with clock.paused():
             seconds = clock.seconds()
-            record = {"step": step, "epoch": step / steps_per_epoch, "train_s": seconds}
+            record = {"step": step, "total_steps": total_steps, "epoch": step / steps_per_epoch, "train_s": seconds}
             for k, member in enumerate(members):
                 tag = {"member": k} if len(members) > 1 else {}
                 if step % config.log_every == 0 or done:
