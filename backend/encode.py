@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from backend.registry import Model
 from backend.schemas import CategoricalEstimate, ContinuousEstimate, EncodeResponse
+from models import Checkpoint
 from models.metadata import q_predicts_std
 
 CONTENT_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP", "image/bmp": "BMP"}
@@ -72,9 +72,8 @@ def model_input(image: Image.Image, *, channels: int, size: int) -> torch.Tensor
     return torch.from_numpy(pixels * 2 - 1).permute(2, 0, 1).unsqueeze(0).float()
 
 
-def estimate(model: Model, q_out: torch.Tensor) -> EncodeResponse:
+def estimate(name: str, checkpoint: Checkpoint, q_out: torch.Tensor) -> EncodeResponse:
     """Q's output (1, q_output_dim) as probabilities per categorical code and mean/std per continuous one."""
-    checkpoint = model.checkpoint
     logits, mean, log_std = checkpoint.latent.split_q_output(q_out)
     labels = checkpoint.meta.get("category_labels")
     learn_std = q_predicts_std(checkpoint.meta)
@@ -93,7 +92,7 @@ def estimate(model: Model, q_out: torch.Tensor) -> EncodeResponse:
         )
         for i, code in enumerate(checkpoint.latent.continuous)
     ]
-    return EncodeResponse(checkpoint=model.name, categorical=categorical, continuous=continuous)
+    return EncodeResponse(checkpoint=name, categorical=categorical, continuous=continuous)
 
 
 def _ink(image: Image.Image) -> np.ndarray:

@@ -136,17 +136,29 @@ class Batcher:
         self.requests = 0  # answered, for /healthz and the tests that check batching happens
         self.batches = 0
         self._worker: asyncio.Task[None] | None = None
+        self._running_batch = False
+        self._closed = False
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._work())
 
     async def stop(self) -> None:
+        self._closed = True
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
 
+    async def drain_and_stop(self) -> None:
+        """Stops once the requests already queued are answered (its checkpoint was replaced)."""
+        self._closed = True
+        while not self.queue.empty() or self._running_batch:
+            await asyncio.sleep(0.01)
+        await self.stop()
+
     async def run(self, inputs: torch.Tensor) -> np.ndarray:
         """The (rows, H, W, C) uint8 images for generator inputs (rows, input_dim)."""
+        if self._closed:
+            raise Overloaded("the checkpoint was just replaced or removed")
         job = _Job(inputs, asyncio.get_running_loop().create_future())
         try:
             self.queue.put_nowait(job)
@@ -189,6 +201,7 @@ class Batcher:
         # cores to HTTP and PNG encoding, which is where a busy server spends its time.
         threads = self.generator.threads if len(batch) == 1 and self.queue.empty() else 1
         loop = asyncio.get_running_loop()
+        self._running_batch = True
         try:
             pixels = await loop.run_in_executor(self.executor, partial(self.generator.pixels, inputs, threads=threads))
         except Exception as error:  # the requests fail; the worker lives on for the next batch
@@ -197,6 +210,8 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(error)
             return
+        finally:
+            self._running_batch = False
         self.batches += 1
         offset = 0
         for job in batch:

@@ -55,11 +55,12 @@ def choose_model(registry: Registry, name: str | None, where: str = "body") -> M
     if not registry.models:
         raise NoModel("no checkpoint is loaded; GET /healthz tells why")
     if name is None:
-        return next(iter(registry.models.values()))
+        name = next(iter(registry.models))
     if name not in registry.models:
         errors = _Errors(where)
         errors.add(("checkpoint",), f"unknown checkpoint; loaded: {', '.join(registry.models)}")
         errors.raise_any()
+    registry.touch(name)
     return registry.models[name]
 
 

@@ -177,20 +177,20 @@ async def encode(
     )
     run = partial(asyncio.get_running_loop().run_in_executor, service.executor)  # the inference thread
     q_out = await run(partial(encode_images, model.checkpoint.discriminator, images, service.device))
-    estimate = encoding.estimate(model, q_out)
+    estimate = encoding.estimate(model.name, model.checkpoint, q_out)
     if fit:  # a step at a time, so that other requests' pictures are drawn between the steps
         codes = [code.argmax for code in estimate.categorical], [code.mean for code in estimate.continuous]
         fitting = Fit(model.checkpoint.generator, model.checkpoint.latent, images, *codes)
         await run(fitting.screen)
         for _ in range(STEPS):
             await run(fitting.step)
-        estimate.fit = await run(partial(fitting.result, service.batchers[model.name].generator, seed=seed))
+        estimate.fit = await run(partial(fitting.result, model.batcher.generator, seed=seed))
     return estimate
 
 
 async def _answer(service: Service, picture: Picture, request: Request) -> Response:
     """The picture's bytes, or 304 when the client already holds them (If-None-Match)."""
-    batcher = service.batchers[picture.model.name]
+    batcher = picture.model.batcher
     tag = etag(picture, batcher.generator.kernels)
     headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL}
     if _matches(request.headers.get("if-none-match"), tag):

@@ -160,6 +160,7 @@ class CheckpointInfo(BaseModel):
     continuous_effects: list[CodeEffect] = []  # one per continuous code, in latent order
     step: int | None = None
     sha256: str
+    run: str | None = None  # the training run whose latest checkpoint this is (GET /api/runs)
 
 
 class Limits(BaseModel):

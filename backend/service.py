@@ -1,4 +1,4 @@
-"""What a running service holds: settings, loaded checkpoints, their batchers and the inference thread."""
+"""What a running service holds: settings, the checkpoints it keeps loaded, and the inference thread."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
 
-from backend.inference import Batcher, serve_generator
-from backend.registry import Registry, load_registry, shown
+from backend.registry import Registry, shown
 from backend.settings import Settings
-from models.networks import compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -25,28 +22,29 @@ log = logging.getLogger(__name__)
 class Service:
     settings: Settings
     device: torch.device
-    registry: Registry
+    registry: Registry  # the loaded checkpoints, each with its batcher, kept in step with the files
     executor: ThreadPoolExecutor  # the one inference thread: generator batches and /encode
-    batchers: dict[str, Batcher]  # by checkpoint name
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """(status code, body) of /healthz: 200 while at least one checkpoint is served."""
+        models = self.registry.models
         body: dict[str, Any] = {
-            "status": "ok" if self.registry.models else "unavailable",
+            "status": "ok" if models else "unavailable",
             "device": str(self.device),
             "folders": [shown(folder) for folder in self.settings.checkpoint_dir],
             "checkpoints": {
                 name: {
-                    "precision": str(batcher.generator.dtype).removeprefix("torch."),
-                    "batching": batcher.generator.max_rows > 1,
-                    "requests": batcher.requests,
-                    "batches": batcher.batches,
+                    "precision": str(model.batcher.generator.dtype).removeprefix("torch."),
+                    "batching": model.batcher.generator.max_rows > 1,
+                    "requests": model.batcher.requests,
+                    "batches": model.batcher.batches,
                 }
-                for name, batcher in self.batchers.items()
+                for name, model in models.items()
             },
             "errors": self.registry.errors,
+            "evicted": self.registry.evicted,
         }
-        if not self.registry.models:
+        if not models:
             body["detail"] = "no valid checkpoint (*.safetensors) in " + ", ".join(body["folders"])
             return 503, body
         return 200, body
@@ -54,28 +52,20 @@ class Service:
 
 @asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[Service]:
-    """Load every checkpoint and start its batcher; stop them all on the way out."""
+    """Load every checkpoint, keep watching their files; stop it all on the way out."""
     device = _device(settings.device)
     executor = ThreadPoolExecutor(1, "inference")
-    loop = asyncio.get_running_loop()
-    batchers: dict[str, Batcher] = {}
+    registry = Registry(settings, device, executor)
+    watching = None
     try:
-        registry = await loop.run_in_executor(executor, load_registry, settings.checkpoint_dir, device)
-        dtype = compute_dtype(settings.precision, device)
-        for name, model in registry.models.items():
-            checkpoint, limits = model.checkpoint, {"max_rows": settings.max_batch, "threads": settings.threads}
-            serve = partial(serve_generator, checkpoint.generator, checkpoint.latent.input_dim, device, dtype, **limits)
-            generator = await loop.run_in_executor(executor, serve)
-            if generator.max_rows < settings.max_batch:
-                log.warning("%s: rows differ between batch sizes on this machine; serving it unbatched", name)
-            batchers[name] = Batcher(
-                generator, executor, max_wait_s=settings.max_wait_ms / 1000, queue_limit=settings.queue_limit
-            )
-            batchers[name].start()
-        yield Service(settings, device, registry, executor, batchers)
+        await registry.refresh()
+        watching = asyncio.create_task(registry.watch())
+        yield Service(settings, device, registry, executor)
     finally:
-        for batcher in batchers.values():
-            await batcher.stop()
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+        await registry.close()
         executor.shutdown()
 
 

@@ -26,6 +26,8 @@ class Settings(BaseModel):
     checkpoint_dir: tuple[Path, ...] = (Path(models.__file__).parent / "pretrained",)
     frontend_dir: Path = REPO_ROOT / "frontend"  # served at / when it exists
     runs_dir: Path = Path("runs")  # training run folders (infogan train --out runs/NAME), read by /api/runs
+    poll_s: float = Field(2.0, gt=0, le=3600)  # how often the checkpoint files are looked at for changes
+    max_models: int = Field(8, ge=1)  # checkpoints loaded at once; past it, least recently used runs go
     device: str = "auto"  # "auto" takes CUDA when available, else the CPU
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # generator's; auto: bf16 where native, else fp32
     # torch threads of a generator call while nothing else waits; under load calls use one thread,

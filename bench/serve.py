@@ -80,6 +80,7 @@ def server(folder: Path, *, max_batch: int) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_MAX_BATCH": str(max_batch)}
+    env["INFOGAN_RUNS_DIR"] = str(folder / "no-runs")  # the model alone, not the training runs of this checkout
     process = subprocess.Popen(server_command(port), cwd=REPO, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -50,7 +50,8 @@ def write_checkpoint(
 
 
 def settings_for(folder: Path, **overrides: Any) -> Settings:
-    return Settings(checkpoint_dir=(folder,), frontend_dir=folder / "no-frontend", **overrides)
+    overrides = {"frontend_dir": folder / "no-frontend", "runs_dir": folder / "no-runs", **overrides}
+    return Settings(checkpoint_dir=(folder,), **overrides)
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 from service_helpers import write_checkpoint
 
 from backend.encode import BadImage, decode, estimate, model_input
-from backend.registry import load_registry
+from models import load_checkpoint
 
 
 def stroke(size: tuple[int, int], *, ink: str | tuple, paper: str | tuple, mode: str = "RGB") -> Image.Image:
@@ -84,8 +84,8 @@ def test_pixels_are_limited_before_they_are_decoded() -> None:
 def test_a_fixed_std_model_reports_no_std(tmp_path: Path) -> None:
     meta = {"dataset": "mnist", "train_config": {"learn_std": False}, "category_labels": {"digit": ["x"]}}
     write_checkpoint(tmp_path / "fixed.safetensors", meta=meta)
-    model = load_registry((tmp_path,), torch.device("cpu")).models["fixed"]
-    answer = estimate(model, torch.zeros(1, model.checkpoint.latent.q_output_dim))
+    checkpoint = load_checkpoint(tmp_path / "fixed.safetensors")
+    answer = estimate("fixed", checkpoint, torch.zeros(1, checkpoint.latent.q_output_dim))
     assert [c.std for c in answer.continuous] == [None, None]
     assert answer.categorical[0].label is None  # labels other than a list of strings are not guessed at
     assert answer.categorical[0].probabilities == [0.1] * 10

@@ -75,7 +75,8 @@ def explorer(folder: Path, port: int | None = None, **settings: str) -> Iterator
     unless given); `settings` are more INFOGAN_* variables."""
     port = port or free_port()
     command = [venv_executable("uvicorn"), "backend.app:app", "--host", "127.0.0.1", "--port", str(port)]
-    env = {"INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_FRONTEND_DIR": str(REPO / "frontend"), **settings}
+    env = {"INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_FRONTEND_DIR": str(REPO / "frontend")}
+    env |= {"INFOGAN_RUNS_DIR": str(folder / "runs"), **settings}
     with uvicorn_process([*command, "--no-access-log"], env, port, folder / "uvicorn.log") as url:
         yield url
 

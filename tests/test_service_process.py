@@ -30,7 +30,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("checkpoints")
     write_checkpoint(folder / "mnist.safetensors")
     port = free_port()
-    env = {"INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_MAX_WAIT_MS": "2"}
+    env = {"INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_RUNS_DIR": str(folder / "runs"), "INFOGAN_MAX_WAIT_MS": "2"}
     with uvicorn_process(on_loopback(dockerfile_command(), port), env, port, folder / "uvicorn.log") as url:
         yield url
 
@@ -56,7 +56,7 @@ def test_the_compose_healthcheck_passes(url: str) -> None:
 
 def test_without_checkpoints_the_service_starts_but_is_unhealthy(tmp_path: Path) -> None:
     port = free_port()
-    env = {"INFOGAN_CHECKPOINT_DIR": str(tmp_path)}
+    env = {"INFOGAN_CHECKPOINT_DIR": str(tmp_path), "INFOGAN_RUNS_DIR": str(tmp_path / "runs")}
     with uvicorn_process(on_loopback(dockerfile_command(), port), env, port, tmp_path / "uvicorn.log") as url:
         response = httpx.get(f"{url}/healthz")
         assert response.status_code == 503 and "no valid checkpoint" in response.json()["detail"]
