@@ -14,6 +14,7 @@ from backend import encode as encoding
 from backend.fit import STEPS, Fit
 from backend.inference import encode_images
 from backend.latents import choose_model, gif_picture, grid_picture, image_picture, interpolation_picture
+from backend.registry import Model
 from backend.render import MEDIA_TYPES, Picture, etag, render
 from backend.runs import describe_run, find_runs, latest_sample, records_after
 from backend.schemas import (
@@ -123,14 +124,14 @@ async def healthz(service: ServiceDep) -> JSONResponse:
 async def generate(service: ServiceDep, request: Request, body: GenerateRequest | None = None) -> Response:
     """One image as PNG; every field is optional. The same body always answers the same bytes."""
     body = body or GenerateRequest()
-    model = choose_model(service.registry, body.checkpoint)
+    model = _expected(choose_model(service.registry, body.checkpoint), body.sha256)
     return await _answer(service, image_picture(body, model, service.settings), request)
 
 
 @router.get("/generate", response_class=Response, responses=PNG)
 async def generate_get(service: ServiceDep, request: Request, query: Annotated[GenerateRequest, Query()]) -> Response:
     """`POST /generate` as a URL (lists as repeated parameters), for `<img src>` and HTTP caches."""
-    model = choose_model(service.registry, query.checkpoint, where="query")
+    model = _expected(choose_model(service.registry, query.checkpoint, where="query"), query.sha256)
     return await _answer(service, image_picture(query, model, service.settings, where="query"), request)
 
 
@@ -186,6 +187,13 @@ async def encode(
             await run(fitting.step)
         estimate.fit = await run(partial(fitting.result, model.batcher.generator, seed=seed))
     return estimate
+
+
+def _expected(model: Model, sha256: str | None) -> Model:
+    """The model, if it is the version the request names (409 if its file has been replaced)."""
+    if sha256 is not None and not model.sha256.startswith(sha256.lower()):
+        raise HTTPException(409, f"checkpoint {model.name!r} is now sha256 {model.sha256[:16]}..., not {sha256}")
+    return model
 
 
 async def _answer(service: Service, picture: Picture, request: Request) -> Response:

@@ -80,6 +80,14 @@ class Sweep(_Request):
 class GenerateRequest(FixedCodes, Noise):
     """One image: `POST /generate`, or `GET /generate` with the same fields as query parameters."""
 
+    sha256: str | None = Field(
+        None,
+        min_length=8,
+        max_length=64,
+        description="the checkpoint file's sha256, or its first 8 or more characters, as /api/checkpoints lists "
+        "it: when the file was replaced since, the answer is 409, so a cached picture never outlives its file",
+    )
+
     model_config = ConfigDict(json_schema_extra={"examples": [{"label": "5", "seed": 3, "scale": 4}]})
 
 

@@ -625,6 +625,24 @@ def test_the_page_waits_for_a_stopped_service_and_carries_on_when_it_is_back(
         console[:] = [text for text in console if "ERR_CONNECTION_REFUSED" not in text]
 
 
+def test_the_checkpoint_picker_follows_the_files(browser: Browser, console: list[str], tmp_path: Path) -> None:
+    write_checkpoint(tmp_path / "mnist.safetensors")
+    with explorer(tmp_path, INFOGAN_POLL_S="0.2") as url, page_of(browser, url, console) as page:
+        open_page(page, "?seed=3")
+        write_checkpoint(tmp_path / "later.safetensors", seed=1)  # a checkpoint appears
+        expect(page.locator("#checkpoint option[value=later]")).to_have_count(1, timeout=15_000)
+        change(page, lambda: page.select_option("#checkpoint", "later"))
+        first = shown(page)
+        replaced = write_checkpoint(tmp_path / "later.tmp", seed=2)
+        replaced.replace(tmp_path / "later.safetensors")  # replaced, as training does
+        page.wait_for_function(f"document.getElementById('image').dataset.requestId > {image_id(page)}", timeout=15_000)
+        settled(page, 0)
+        assert shown(page) != first  # the new weights draw, not the browser's cached picture
+        (tmp_path / "later.safetensors").unlink()  # and gone
+        expect(page.locator("#messages [data-source=checkpoints]")).to_contain_text('"later" is gone', timeout=15_000)
+        assert page.input_value("#checkpoint") == "mnist" and "checkpoint=mnist" in page.url
+
+
 def test_messages_can_be_dismissed(page: Page) -> None:
     open_page(page, "?seed=x")
     warning = page.locator("#messages [data-source=link]")

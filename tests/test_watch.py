@@ -33,6 +33,11 @@ async def names(client: httpx.AsyncClient) -> list[str]:
     return [entry["name"] for entry in (await client.get("/api/checkpoints")).json()]
 
 
+async def sha256(client: httpx.AsyncClient, name: str) -> str:
+    (entry,) = [entry for entry in (await client.get("/api/checkpoints")).json() if entry["name"] == name]
+    return entry["sha256"]
+
+
 def run_with_checkpoint(runs: Path, name: str, seed: int = 0) -> Path:
     folder = runs / name
     folder.mkdir(parents=True)
@@ -53,11 +58,17 @@ async def test_new_replaced_and_removed_files_are_served_without_a_restart(tmp_p
         await eventually(lambda: _has(client, "second"))
         body = {"checkpoint": "second", "seed": 3}
         before = await client.post("/generate", json=body)
+        old_sha = await sha256(client, "second")
 
         rewrite(tmp_path / "second.safetensors", seed=2)
         await eventually(lambda: _changed(client, "/generate", body, before.headers["etag"]))
         after = await client.post("/generate", json=body)
         assert after.content != before.content  # the new weights draw
+        assert (
+            await client.get("/generate", params={**body, "sha256": (await sha256(client, "second"))[:12]})
+        ).is_success
+        stale = await client.get("/generate", params={**body, "sha256": old_sha[:12]})
+        assert stale.status_code == 409 and "is now sha256" in stale.json()["detail"]  # links name their version
 
         (tmp_path / "second.safetensors").unlink()
         await eventually(lambda: _lacks(client, "second"))

@@ -79,7 +79,7 @@ const feed = new api.ImageFeed({
     view.setMessage("image", `Image: ${error.message}`);
     if (api.isUnavailable(error)) whenServiceIsBack();
   },
-  onSuccess: () => view.clearMessages("link"), // the service answers: its errors are over
+  onSuccess: () => view.clearErrors(), // the service answers: its errors are over
 });
 
 let waiting = null; // while the service is away: the wait for it to come back
@@ -121,9 +121,37 @@ function commit(next, { history = "push", now = false } = {}) {
   state = next;
   view.render(state);
   urls.write(toQuery(state, info), history);
-  feed.want(generateQuery(state), { now });
+  feed.want(generateQuery(state, info), { now });
   traversal.update(state, info);
   comparison.update(state);
+}
+
+const CHECKPOINTS_EVERY_MS = 5000; // the service itself looks at its files every INFOGAN_POLL_S
+
+/** Keeps the checkpoints in step with the service's: new ones join the picker, a replaced one is
+ * drawn anew (its version is in the picture's URL), a removed one gives way to the default. */
+async function followCheckpoints() {
+  let list;
+  try {
+    list = await api.checkpoints();
+  } catch {
+    return; // an absent service is the image feed's to report
+  }
+  const versions = (all) => JSON.stringify(all.map((c) => [c.name, c.sha256]));
+  if (!list.length || versions(list) === versions(checkpoints)) return;
+  checkpoints = list;
+  view.setCheckpoints(list);
+  const current = list.find((c) => c.name === state.checkpoint);
+  if (!current) {
+    view.setMessage("checkpoints", `Checkpoint "${state.checkpoint}" is gone; showing "${list[0].name}".`, "warning");
+    commit(defaults(list[0], limits, state), { history: "push", now: true });
+    return;
+  }
+  const sameCodes = JSON.stringify(current.latent) === JSON.stringify(info.latent);
+  const compare = list.some((c) => c.name === state.compare) ? state.compare : null;
+  info = current;
+  view.build(info);
+  commit(sameCodes ? { ...state, compare } : defaults(current, limits, state), { history: "replace", now: true });
 }
 
 window.addEventListener("popstate", () => {
@@ -163,6 +191,7 @@ async function start() {
   const { state: first, problems } = fromQuery(location.search, checkpoints, limits);
   showLinkProblems(problems);
   commit(first, { history: "replace" });
+  setInterval(followCheckpoints, CHECKPOINTS_EVERY_MS);
 }
 
 start();

@@ -198,13 +198,15 @@ export function fromQuery(search, checkpoints, limits) {
   return { state, info, problems };
 }
 
-/** The query of `GET /generate` for a state (on `checkpoint`, default the state's): lists as
- * repeated parameters, as the API reads them. */
-export function generateQuery(state, scale = 1, checkpoint = state.checkpoint) {
-  const params = new URLSearchParams({ checkpoint, seed: String(state.seed) });
+/** The query of `GET /generate` for a state drawn by checkpoint `info` (the state's own unless
+ * another is given): lists as repeated parameters, as the API reads them, and the file's
+ * version last, so a cached picture is never shown for a replaced file. */
+export function generateQuery(state, info, scale = 1) {
+  const params = new URLSearchParams({ checkpoint: info.name, seed: String(state.seed) });
   for (const c of state.categorical) params.append("categorical", String(c));
   for (const x of state.continuous) params.append("continuous", String(x));
   params.set("scale", String(scale));
+  params.set("sha256", info.sha256.slice(0, 16));
   return params.toString();
 }
 

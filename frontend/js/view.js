@@ -344,11 +344,9 @@ export class View {
     item.querySelector(".text").textContent = text;
   }
 
-  /** Removes the messages of every source but those listed (the service answered again). */
-  clearMessages(...keep) {
-    for (const item of $("messages").querySelectorAll("[data-source]")) {
-      if (!keep.includes(item.dataset.source)) item.remove();
-    }
+  /** Removes the error messages (the service answered again); warnings stay until dismissed. */
+  clearErrors() {
+    for (const item of $("messages").querySelectorAll(".error")) item.remove();
   }
 
   setGridState(state) {
@@ -398,8 +396,9 @@ export class View {
     $("pair").hidden = !state.compare;
     $("compare-hint").hidden = Boolean(state.compare);
     if (!state.compare) return;
-    $("compare-this").src = `/generate?${generateQuery(state, 4)}`;
-    $("compare-other").src = `/generate?${generateQuery(state, 4, state.compare)}`;
+    const other = this.checkpoints.find((info) => info.name === state.compare);
+    $("compare-this").src = `/generate?${generateQuery(state, this.info, 4)}`;
+    $("compare-other").src = `/generate?${generateQuery(state, other, 4)}`;
     $("compare-this-name").textContent = state.checkpoint;
     $("compare-other-name").textContent = state.compare;
   }
