@@ -71,9 +71,14 @@ def records_after(folder: Path, step: int) -> list[dict[str, Any]]:
     return [record for record in read_log(folder) if record["step"] > step][:MAX_RECORDS]
 
 
+def samples(folder: Path) -> list[Path]:
+    """The sample grids, oldest first (their names hold the step)."""
+    return sorted((folder / "samples").glob("step_*.png"))
+
+
 def latest_sample(folder: Path) -> tuple[str, bytes] | None:
-    """(file name, PNG bytes) of the newest sample grid (by step, which names the files), or None."""
-    for path in sorted((folder / "samples").glob("step_*.png"), reverse=True):
+    """(file name, PNG bytes) of the newest sample grid, or None."""
+    for path in reversed(samples(folder)):
         try:
             return path.name, path.read_bytes()
         except OSError:  # removed since it was listed: the one before will do
@@ -99,6 +104,7 @@ def describe_run(name: str, folder: Path, now: float | None = None) -> RunInfo:
         losses=_losses(losses),
         categorical_accuracy=evaluation.get("categorical_accuracy"),
         chosen_member=last.get("chosen_member"),
+        sample=next((path.name for path in reversed(samples(folder))), None),
         members=[_member(k, records) for k in members],
         updated=last.get("time"),
     )

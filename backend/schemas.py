@@ -243,4 +243,5 @@ class RunInfo(BaseModel):
     categorical_accuracy: float | None
     chosen_member: int | None = Field(description="of a finished run: the member it exported")
     members: list[MemberInfo] = Field(description="of a population: each member's latest figures")
+    sample: str | None = Field(description="the newest sample grid's file name, None before the first")
     updated: float | None = Field(description="Unix time of the log's last record")

@@ -11,6 +11,8 @@ import base64
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -641,6 +643,41 @@ def test_the_checkpoint_picker_follows_the_files(browser: Browser, console: list
         (tmp_path / "later.safetensors").unlink()  # and gone
         expect(page.locator("#messages [data-source=checkpoints]")).to_contain_text('"later" is gone', timeout=15_000)
         assert page.input_value("#checkpoint") == "mnist" and "checkpoint=mnist" in page.url
+
+
+def test_the_training_view_follows_a_run_as_it_trains(browser: Browser, console: list[str], tmp_path: Path) -> None:
+    write_checkpoint(tmp_path / "mnist.safetensors")
+    flags = ["--dataset", "synthetic", "--steps", "400", "--batch-size", "16", "--noise-dim", "8", "--g-fc", "32"]
+    flags += ["--g-conv", "16", "--d-conv", "8", "--d-fc", "32", "--q-fc", "16", "--log-every", "10"]
+    flags += ["--sample-every", "100", "--eval-every", "100", "--checkpoint-every", "100"]
+    command = [sys.executable, "-m", "training.train", *flags, "--out", str(tmp_path / "runs" / "live")]
+    settings = {"INFOGAN_POLL_S": "0.2", "INFOGAN_RUNS_DIR": str(tmp_path / "runs")}
+    with explorer(tmp_path, **settings) as url, page_of(browser, url, console) as page:
+        open_page(page)
+        train = subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.DEVNULL
+        )
+        try:
+            expect(page.locator("#training")).to_be_visible(timeout=30_000)
+            points = "n => n.getAttribute('points').split(' ').length"
+            curve = page.locator("#loss-chart polyline[data-series=D]")
+            first = curve.evaluate(points)
+            page.wait_for_function(  # the curve grows while the run trains
+                f"document.querySelector('#loss-chart polyline[data-series=D]').getAttribute('points')"
+                f".split(' ').length > {first}",
+                timeout=60_000,
+            )
+            sample = page.get_attribute("#run-sample", "src")
+            page.wait_for_function(f"document.getElementById('run-sample').getAttribute('src') !== '{sample}'")
+            expect(page.locator("#run-status")).to_contain_text("finished", timeout=120_000)
+        finally:
+            assert train.wait(timeout=120) == 0
+        expect(page.locator("#run-progress")).to_have_js_property("value", 1)
+        page.click("#explore-run")  # the run's checkpoint, in the explorer
+        expect(page.locator("#checkpoint")).to_have_value("run:live", timeout=15_000)
+        settled(page, 0)
+        assert "checkpoint=run%3Alive" in page.url or "checkpoint=run:live" in page.url
+        page.locator("#training").screenshot(path=ARTIFACTS / "page-training.png")
 
 
 def test_messages_can_be_dismissed(page: Page) -> None:

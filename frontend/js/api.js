@@ -69,6 +69,21 @@ export async function limits() {
   return (await call("/api/limits")).json();
 }
 
+/** The training runs (GET /api/runs). */
+export async function runs() {
+  return (await call("/api/runs")).json();
+}
+
+/** The URL path of a run: its name's parts, each encoded. */
+export function runPath(name) {
+  return `/api/runs/${name.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+/** A run's log records after `step`. */
+export async function runLog(name, step) {
+  return (await call(`${runPath(name)}/log?after=${step}`)).json();
+}
+
 /** `GET /generate?query`: a URL, so the browser's HTTP cache answers a state seen before. */
 export async function image(query, signal) {
   return (await call(`/generate?${query}`, { signal })).blob();

@@ -6,6 +6,7 @@ import { UrlHistory } from "./history.js";
 import { Comparison } from "./compare.js";
 import { Reader } from "./reader.js";
 import { defaults, estimated, fromQuery, generateQuery, randomSeed, sampled, toQuery, withCode } from "./state.js";
+import { Training } from "./training.js";
 import { Traversal } from "./traversal.js";
 import { View } from "./view.js";
 
@@ -192,6 +193,19 @@ async function start() {
   showLinkProblems(problems);
   commit(first, { history: "replace" });
   setInterval(followCheckpoints, CHECKPOINTS_EVERY_MS);
+  new Training(document.getElementById("training"), { explore: exploreRun }).start();
+}
+
+/** "Explore this checkpoint": the explorer switches to a run's checkpoint once the service serves it. */
+async function exploreRun(name) {
+  await followCheckpoints();
+  if (!checkpoints.some((c) => c.name === name)) {
+    view.setMessage("training", `The service does not serve "${name}" yet; try again in a moment.`, "warning");
+    return;
+  }
+  view.setMessage("training", null);
+  commit(defaults(checkpoints.find((c) => c.name === name), limits, state), { history: "push", now: true });
+  window.scrollTo({ top: 0 });
 }
 
 start();
