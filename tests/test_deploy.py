@@ -56,6 +56,12 @@ def test_explorer_serves_the_shipped_model_and_the_volume() -> None:
     assert "checkpoints" in compose()["volumes"]
 
 
+def test_explorer_watches_the_volume_the_train_service_writes_its_runs_to() -> None:
+    assert "runs:/data/runs" in EXPLORER["volumes"] and "runs:/data/runs" in TRAIN["volumes"]
+    assert EXPLORER["environment"]["INFOGAN_RUNS_DIR"] == "/data/runs"
+    assert "--out /data/runs/" in TRAIN["command"][-1]
+
+
 def test_train_runs_under_its_profile_on_an_nvidia_gpu() -> None:
     assert TRAIN["profiles"] == ["train"]
     (device,) = TRAIN["deploy"]["resources"]["reservations"]["devices"]
