@@ -1,6 +1,7 @@
 """The training loop: it learns, it resumes exactly, it runs distributed, its CLI refuses bad input."""
 
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -202,6 +203,25 @@ def test_a_resumed_run_keeps_its_recipe(tmp_path, capsys):
     legacy = TrainConfig(out_dir=str(tmp_path)).to_dict()
     del legacy["recipe"]  # a run folder from before recipes had names
     assert TrainConfig.from_dict(legacy).recipe == "paper"
+
+
+def test_tensorboard_gets_the_figures_and_the_sample_grids(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(small_config(tmp_path, tensorboard=True))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"loss_d", "loss_g", "info_cat", "info_cont", "categorical_accuracy"} <= set(events.Tags()["scalars"])
+    assert [event.step for event in events.Scalars("loss_d")] == [5, 10, 15, 20]  # as in log.jsonl
+    assert [event.step for event in events.Images("samples")] == [10, 20]
+    assert not (tmp_path / "samples" / ".step_0000010.png.partial").exists()  # grids are written whole
+
+
+def test_tensorboard_without_its_package_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--dry-run", "--tensorboard", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "pip install -e '.[tensorboard]'" in capsys.readouterr().err
 
 
 def test_a_time_limit_stops_training_and_its_clock_carries_over_a_resume(tmp_path):

@@ -11,6 +11,7 @@ uninterrupted run of the same length.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -21,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -55,6 +58,7 @@ from training.select import CRITERIA, category_probabilities, choose, informatio
 
 CHECKPOINT_NAME = "checkpoint.safetensors"  # the latest training checkpoint, every member
 MODEL_NAME = "model.safetensors"  # the chosen member as a serving checkpoint (fp16), written at the end
+BOARD_SCALARS = {"loss_d", "loss_g", "info_cat", "info_cont", "images_per_s", "categorical_accuracy", "information"}
 SELECTION_IMAGES = 10_000  # real training images the label-free criteria read
 COMPILE_SETTINGS = ("auto", "on", "off")
 
@@ -94,6 +98,7 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 1000
     eval_every: int | None = None  # categorical accuracy on the test split; default once per epoch
+    tensorboard: bool = False  # also write TensorBoard event files to OUT/tensorboard (the optional extra)
     latent: LatentSpec = field(default_factory=LatentSpec)
     arch: ArchConfig = field(default_factory=ArchConfig)
 
@@ -218,7 +223,9 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     if ddp.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    log = RunLog(out_dir / "log.jsonl", enabled=ddp.is_main)
+    log = RunLog(
+        out_dir / "log.jsonl", enabled=ddp.is_main, tensorboard=out_dir / "tensorboard" if config.tensorboard else None
+    )
     fixed_codes = traversal_codes(latent, seeds=list(range(10)))
     progress = tqdm(total=total_steps, initial=step, disable=not ddp.is_main, dynamic_ncols=True, unit="step")
     clock = TrainingClock(device, trained_before)
@@ -285,7 +292,8 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                         shown["acc"] = f"{accuracy:.3f}"
                 if step % config.sample_every == 0 or done:
                     name = f"step_{step:07d}.png" if len(members) == 1 else f"step_{step:07d}_member{k}.png"
-                    write_sample_grid(member.generator, latent, fixed_codes, out_dir / "samples" / name)
+                    picture = write_sample_grid(member.generator, latent, fixed_codes, out_dir / "samples" / name)
+                    log.image(picture, step, k if len(members) > 1 else None)
             progress.set_postfix(shown, refresh=False)
             meta: CheckpointMeta = {**run_metadata(config, step), "train_seconds": seconds}
             if step % config.checkpoint_every == 0 or done:
@@ -300,6 +308,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                 log.write({**record, "chosen_member": chosen, "criterion": config.select})
                 progress.write(selection_report(members, chosen, config.select, out_dir / MODEL_NAME))
     progress.close()
+    log.close()
     return checkpoint_path
 
 
@@ -528,26 +537,51 @@ def real_batch(
     return images[order[start : start + batch_size]]
 
 
-def write_sample_grid(generator: torch.nn.Module, latent: LatentSpec, codes: LatentBatch, path: Path) -> None:
-    """A progress grid from fixed codes (a row per category), so grids of different steps compare."""
+def write_sample_grid(generator: torch.nn.Module, latent: LatentSpec, codes: LatentBatch, path: Path) -> bytes:
+    """A progress grid from fixed codes (a row per category), so grids of different steps compare;
+    written whole (a reader such as the explorer never sees half a file). Returns the PNG."""
     rows = latent.categorical[0].categories if latent.categorical else 1
     with evaluating(generator):  # running BatchNorm statistics, restored to training mode after
         picture = render_grid(generator, latent, codes, rows=rows, scale=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(picture)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(picture)
+    partial.replace(path)
+    return picture
 
 
 class RunLog:
-    """Appends one JSON object per line; flushed at once so a killed run keeps its history."""
+    """Appends one JSON object per line; flushed at once so a killed run keeps its history. With
+    `tensorboard` (a folder), the figures and sample grids also go to TensorBoard event files."""
 
-    def __init__(self, path: Path, *, enabled: bool) -> None:
+    def __init__(self, path: Path, *, enabled: bool, tensorboard: Path | None = None) -> None:
         self.path = path
         self.enabled = enabled
+        self.board = None
+        if enabled and tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter  # the optional extra: imported only when asked for
+
+            self.board = SummaryWriter(str(tensorboard), flush_secs=10)
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with self.path.open("a") as handle:
-                handle.write(json.dumps({"time": time.time(), **record}) + "\n")
+        if not self.enabled:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"time": time.time(), **record}) + "\n")
+        if self.board is not None:
+            prefix = f"member{record['member']}/" if "member" in record else ""
+            for key in BOARD_SCALARS.intersection(record):
+                self.board.add_scalar(prefix + key, record[key], record["step"])
+
+    def image(self, png: bytes, step: int, member: int | None = None) -> None:
+        """A sample grid, for TensorBoard's Images tab."""
+        if self.board is not None:
+            pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))  # (H, W)
+            self.board.add_image("samples" if member is None else f"member{member}/samples", pixels[None], step)
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

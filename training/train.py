@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sample-every", type=positive_int, default=defaults.sample_every, help="steps between sample grids")
     add("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every, help="steps between checkpoints")
     add("--eval-every", type=positive_int, default=None, help="steps between test accuracies (default: an epoch)")
+    add(
+        "--tensorboard",
+        action="store_true",
+        help="also write the figures and sample grids as TensorBoard event files in OUT/tensorboard "
+        "(needs the optional extra: pip install -e '.[tensorboard]')",
+    )
     add("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     add("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     return parser
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as error:  # e.g. a one-way categorical code
         parser.error(str(error))
+    if args.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        parser.error("--tensorboard needs the tensorboard package: pip install -e '.[tensorboard]'")
     if args.resume:
         config = _resumed_config(parser, config, argv)
     if args.dry_run:
@@ -152,7 +161,7 @@ def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: 
     saved = TrainConfig.from_dict(json.loads(stored.read_text()))
     given = argv if argv is not None else sys.argv[1:]
     changeable = ("epochs", "steps", "minutes", "log_every", "sample_every", "checkpoint_every", "eval_every")
-    changeable += ("device", "compile", "select")
+    changeable += ("device", "compile", "select", "tensorboard")
     fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch")]
     for name in fields:
         flag = f"--{name.replace('_', '-')}"
