@@ -75,14 +75,20 @@ def server_command(port: int | str) -> list[str]:
 
 
 @contextmanager
-def server(folder: Path, *, max_batch: int) -> Iterator[str]:
+def server(
+    folder: Path, *, max_batch: int, runs_dir: Path | None = None, pids: list[int] | None = None
+) -> Iterator[str]:
+    """uvicorn serving `folder` (and `runs_dir`) on a free loopback port until the block ends;
+    its process id goes into `pids` when given, for benchmarks that read its CPU time."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "INFOGAN_CHECKPOINT_DIR": str(folder), "INFOGAN_MAX_BATCH": str(max_batch)}
-    env["INFOGAN_RUNS_DIR"] = str(folder / "no-runs")  # the model alone, not the training runs of this checkout
+    env["INFOGAN_RUNS_DIR"] = str(runs_dir or folder / "no-runs")  # by default the model alone, no runs
     process = subprocess.Popen(server_command(port), cwd=REPO, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    if pids is not None:
+        pids.append(process.pid)
     try:
         for _ in range(600):  # up to a minute to load
             if process.poll() is not None:
