@@ -64,10 +64,11 @@ COMPILE_SETTINGS = ("auto", "on", "off")
 
 
 # Named recipes: the option values each sets; options given on the command line win. "paper" is
-# Chen et al. (2016) as the authors' code ran it; "explorer" adds the categorical consistency term
-# (README, "A better recipe", for what it bought).
+# Chen et al. (2016) as the authors' code ran it; "explorer", the default, adds the categorical
+# consistency term (README, "A better recipe": over 4 seeds at 8 epochs, mean accuracy 0.950
+# against the paper's 0.883 over 7).
 RECIPES: dict[str, dict[str, Any]] = {"paper": {"consistency": 0.0}, "explorer": {"consistency": 1.0}}
-DEFAULT_RECIPE = "paper"
+DEFAULT_RECIPE = "explorer"
 
 
 @dataclass(frozen=True)
