@@ -79,6 +79,7 @@ const feed = new api.ImageFeed({
   onError(error) {
     view.setMessage("image", `Image: ${error.message}`);
     if (api.isUnavailable(error)) whenServiceIsBack();
+    if (/unknown checkpoint/.test(error.message)) followCheckpoints(); // its file went: follow at once
   },
   onSuccess: () => view.clearErrors(), // the service answers: its errors are over
 });
