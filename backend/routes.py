@@ -92,22 +92,23 @@ async def run_log(
 ) -> list[dict[str, Any]]:
     """A run's log records after a step, oldest first, at most 1000 per answer: ask again with
     the last one's step for more."""
-    return await asyncio.to_thread(records_after, _run_folder(service, name), after)
+    return await asyncio.to_thread(records_after, await _run_folder(service, name), after)
 
 
 @router.get("/api/runs/{name:path}/samples/latest", response_class=Response, responses=PNG)
 async def run_sample(service: ServiceDep, name: str) -> Response:
     """The run's newest sample grid: the same codes at every save, so the grids compare."""
-    sample = await asyncio.to_thread(latest_sample, _run_folder(service, name))
+    sample = await asyncio.to_thread(latest_sample, await _run_folder(service, name))
     if sample is None:
         raise HTTPException(404, f"run {name!r} has no sample grid yet")
     file, body = sample
     return Response(body, media_type="image/png", headers={"Cache-Control": "no-cache", "X-Sample": file})
 
 
-def _run_folder(service: Service, name: str) -> Path:
-    """The folder of a listed run: names are looked up, never joined into a path."""
-    folder = find_runs(service.settings.runs_dir).get(name)
+async def _run_folder(service: Service, name: str) -> Path:
+    """The folder of a listed run: names are looked up, never joined into a path. The listing
+    walks the runs folder, so it runs off the event loop."""
+    folder = (await asyncio.to_thread(find_runs, service.settings.runs_dir)).get(name)
     if folder is None:
         raise HTTPException(404, f"no run named {name!r}; GET /api/runs lists them")
     return folder
