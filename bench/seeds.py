@@ -1,11 +1,13 @@
 """Quality over several training seeds: the figures behind the README's model card.
 
     python bench/seeds.py runs/seed1 runs/seed2 runs/seed3
+    python bench/seeds.py runs/seed1/step2500.safetensors ...   # a copy taken during the run
 
 For each run folder (each member of a population): the final checkpoint's metrics on the 10,000
 MNIST test images (evaluated here, the same code as `infogan evaluate`), and from its log the
-training steps and wall-clock
-time to reach a categorical accuracy of 0.90 and 0.95. Then the mean and spread over runs.
+training steps and wall-clock time to reach a categorical accuracy of 0.90 and 0.95. A training
+checkpoint file inside a run folder stands for the run as it was at that step. Then the mean and
+spread over runs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import load_population
+from models.checkpoint import Checkpoint, load_population
 from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import evaluate
@@ -46,6 +48,15 @@ def time_to_accuracy(records: list[dict[str, Any]]) -> dict[float, tuple[int, fl
     return reached
 
 
+def members_and_log(run: Path) -> tuple[list[Checkpoint], list[dict[str, Any]]]:
+    """The members of a run folder's checkpoint, or of a checkpoint file in one, with the run's
+    log records up to the checkpoint's step."""
+    path = run / CHECKPOINT_NAME if run.is_dir() else run
+    members = load_population(path)
+    log = [r for r in read_log(path.parent / "log.jsonl") if r["step"] <= members[0].meta["step"]]
+    return members, log
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -58,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run | seed | steps | accuracy | to 0.90 | to 0.95 | FID | {codes}")
     rows = []
     for run in args.runs:
-        log = read_log(run / "log.jsonl")
-        for k, checkpoint in enumerate(load_population(run / CHECKPOINT_NAME)):  # every member of a population
+        members, log = members_and_log(run)
+        for k, checkpoint in enumerate(members):  # every member of a population
             metrics = evaluate(checkpoint, test, classifier)
             reached = time_to_accuracy([r for r in log if r.get("member", 0) == k])
             rows.append(metrics)
@@ -69,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                 for e in metrics["continuous"].values()
             ]
             seed = checkpoint.meta.get("seed", checkpoint.meta["train_config"]["seed"] + k)
+            name = run.name if run.is_dir() else f"{run.parent.name}/{run.stem}"
             print(
-                f"{run.name} | {seed} | {checkpoint.meta['step']} | {metrics['categorical_accuracy']:.4f} | "
+                f"{name} | {seed} | {checkpoint.meta['step']} | {metrics['categorical_accuracy']:.4f} | "
                 f"{to[0]} | {to[1]} | {metrics['fid']:.2f} | {' | '.join(codes)}"
             )
     accuracies = [m["categorical_accuracy"] for m in rows]
