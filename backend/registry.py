@@ -184,7 +184,7 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 def _read(path: Path, device: torch.device) -> tuple[Checkpoint, str]:
     """A checkpoint file's networks (of a population: the chosen member, else member 0) and sha256."""
     data = path.read_bytes()
-    members = load_population(path, device=device)
+    members = load_population(path, device=device, data=data)  # the bytes hashed, not a second read
     chosen = members[0].meta.get("chosen_member", 0)
     member = members[chosen if isinstance(chosen, int) and 0 <= chosen < len(members) else 0]
     return member, hashlib.sha256(data).hexdigest()

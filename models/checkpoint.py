@@ -114,12 +114,16 @@ def load_checkpoint(
 
 
 def load_population(
-    path: str | os.PathLike[str], *, device: torch.device | str = "cpu", with_training_state: bool = False
+    path: str | os.PathLike[str],
+    *,
+    device: torch.device | str = "cpu",
+    with_training_state: bool = False,
+    data: bytes | None = None,
 ) -> list[Checkpoint]:
     """Every member of a population file, each with the shared metadata and its own; an ordinary
-    checkpoint is a population of one."""
+    checkpoint is a population of one. `data`: the file's bytes, when the caller has read them."""
     path = Path(path)
-    meta, tensors = CHECKPOINT_FORMAT.read(path)
+    meta, tensors = CHECKPOINT_FORMAT.read(path, data=data)
     if "members" not in meta:
         return [_decode(path, meta, meta, tensors, "", device, with_training_state)]
     members = meta["members"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 
@@ -39,17 +40,23 @@ class TaggedFormat:
         return path
 
     def read(
-        self, path: str | os.PathLike[str], *, with_tensors: bool = True
+        self, path: str | os.PathLike[str], *, with_tensors: bool = True, data: bytes | None = None
     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """(metadata, tensors); tensors stay unread (empty) with `with_tensors=False`."""
+        """(metadata, tensors); tensors stay unread (empty) with `with_tensors=False`. With `data`,
+        the file's bytes as the caller read them, those are decoded and `path` only names them: a
+        caller that hashes the bytes then knows the hash is of what it decoded, even when the file
+        is replaced meanwhile."""
         path = Path(path)
-        if not path.is_file():
+        if data is None and not path.is_file():
             raise self.error(f"{path}: {self.missing}")
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
-                names = handle.keys() if with_tensors else []  # a safe_open handle is not iterable
-                tensors = {name: handle.get_tensor(name) for name in names}
+            if data is not None:
+                header, tensors = _parse(data)
+            else:
+                with safe_open(str(path), framework="pt") as handle:
+                    header = handle.metadata() or {}
+                    names = handle.keys() if with_tensors else []  # a safe_open handle is not iterable
+                    tensors = {name: handle.get_tensor(name) for name in names}
         except (SafetensorError, OSError, ValueError) as error:
             raise self.error(f"{path}: not a readable safetensors file (truncated or corrupt?): {error}") from error
         if self.key not in header:
@@ -62,6 +69,16 @@ class TaggedFormat:
             found = meta.get("format") if isinstance(meta, dict) else None
             raise self.error(f"{path}: unsupported {self.kind} format {found!r}, expected {self.tag!r}")
         return meta, tensors
+
+
+def _parse(data: bytes) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """A safetensors file's header metadata and tensors, from its bytes: an 8-byte little-endian
+    header length, the JSON header (metadata under "__metadata__"), then the tensor data."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    return header.get("__metadata__") or {}, safetensors_load(data)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

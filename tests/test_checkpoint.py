@@ -378,6 +378,34 @@ def test_read_metadata_rejects_unusable_file_naming_path_and_problem(
     assert phrase in str(raised.value)
 
 
+@pytest.mark.parametrize(("corrupt", "phrase"), HEADER_PROBLEMS[1:] + NETWORK_PROBLEMS)
+def test_bytes_already_read_are_checked_as_the_file_would_be(
+    saved: tuple[Checkpoint, Path], corrupt: Callable[[Path], Path], phrase: str
+) -> None:
+    bad = corrupt(saved[1])
+
+    with pytest.raises(CheckpointError) as raised:
+        load_population(bad, data=bad.read_bytes())
+
+    assert str(bad) in str(raised.value)
+    assert phrase in str(raised.value)
+
+
+def test_bytes_already_read_are_what_is_decoded_whatever_the_file_holds_now(tmp_path: Path) -> None:
+    first = save_checkpoint(tmp_path / "first.safetensors", make_checkpoint())
+    changed = make_checkpoint()
+    with torch.no_grad():
+        for weight in changed.generator.parameters():
+            weight.add_(0.5)
+    now = save_checkpoint(tmp_path / "now.safetensors", changed)
+
+    (loaded,) = load_population(now, data=first.read_bytes())
+
+    with torch.no_grad():
+        assert torch.equal(loaded.generator(latent_input()), load_checkpoint(first).generator(latent_input()))
+        assert not torch.equal(loaded.generator(latent_input()), load_checkpoint(now).generator(latent_input()))
+
+
 # --- atomic writes ----------------------------------------------------------------------------
 
 

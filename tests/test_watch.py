@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
+import hashlib
 import json
 import statistics
 from collections.abc import Awaitable, Callable
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 from service_helpers import serve, settings_for, write_checkpoint
 
+from backend import registry
 from models import ArchConfig
+from models.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.anyio
 
@@ -118,6 +122,27 @@ async def test_past_the_cap_the_run_used_least_recently_is_let_go(tmp_path: Path
         await eventually(lambda: _has(client, "run:new"))
         assert await names(client) == ["mnist", "run:new"]
         assert (await client.get("/healthz")).json()["evicted"] == ["run:old"]
+
+
+def test_the_sha256_served_is_of_the_very_bytes_whose_weights_are_served(tmp_path: Path, monkeypatch) -> None:
+    """A file replaced between hashing and decoding must not pair the old hash with new weights:
+    picture URLs carry the hash and browsers cache them for good."""
+    path = write_checkpoint(tmp_path / "model.safetensors", seed=1)
+    first = path.read_bytes()
+    read_bytes = Path.read_bytes
+
+    def read_then_replaced(self: Path) -> bytes:
+        data = read_bytes(self)
+        if self == path:
+            rewrite(path, seed=2)  # training renames a new checkpoint over it just now
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_replaced)
+    served, digest = registry._read(path, torch.device("cpu"))
+    assert digest == hashlib.sha256(first).hexdigest()
+    (tmp_path / "first.safetensors").write_bytes(first)
+    expected = load_checkpoint(tmp_path / "first.safetensors").generator.state_dict()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in served.generator.state_dict().items())
 
 
 async def test_memory_stays_flat_while_a_run_rewrites_its_checkpoint(tmp_path: Path) -> None:
