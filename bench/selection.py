@@ -100,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         row["agreement"] = float((pair[i].sum() - 1) / max(len(rows) - 1, 1))
 
     print()
-    header = "| member | seed | steps | accuracy by evaluation | final accuracy | information | agreement | codes |"
+    header = "| member | seed | steps | accuracy by evaluation | final accuracy | information | agreement |"
+    header += " codes: slant rho / width rho / kept |"
     print(header + "\n| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |")
     for row in rows:
         codes = ", ".join(
-            f"{n} {e['slant_spearman']:+.2f} / {e['width_spearman']:+.2f}" for n, e in row["effects"].items()
+            f"{n} {e['slant_spearman']:+.2f} / {e['width_spearman']:+.2f} / {e['identity_kept']:.2f}"
+            for n, e in row["effects"].items()
         )
         early = " ".join(f"{a:.3f}" for a in row["early"])
         print(
