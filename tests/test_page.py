@@ -123,6 +123,7 @@ def page_of(browser: Browser, url: str, console: list[str]) -> Iterator[Page]:
     try:
         yield page
     finally:
+        page.unroute_all(behavior="ignoreErrors")  # a routed request still in flight must not fail the next test
         context.close()
     assert console == [], "the page logged errors"
 
