@@ -7,8 +7,9 @@ member: categorical accuracy on the 10,000 MNIST test images (labels, for valida
 label-free criteria of training/select.py on the first 10,000 training images, what its
 continuous codes do, and its accuracy at each evaluation in the log (does early predict late?).
 Then the rank correlation of each criterion with accuracy, and "keep the best of K by the
-criterion" over every K-subset of the members: how often the pick reaches the threshold, the
-mean and worst accuracy picked, against a random pick (the subset's mean).
+criterion" (training.select.choose) over every K-subset of the members: how often the pick
+reaches the threshold, the mean and worst accuracy picked, and how often it has a slant code and
+a width code, against a random pick (the subset's mean).
 """
 
 from __future__ import annotations
@@ -34,26 +35,34 @@ from training.classifier import load_classifier  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import categorical_accuracy, continuous_effects  # noqa: E402
 from training.loop import CHECKPOINT_NAME, SELECTION_IMAGES  # noqa: E402
-from training.select import category_probabilities, information, pairwise_agreement  # noqa: E402
+from training.select import (  # noqa: E402
+    CRITERIA,
+    MemberScores,
+    category_probabilities,
+    choose,
+    information,
+    pairwise_agreement,
+    shows_slant_and_width,
+)
 
 
-def best_of_k(
-    accuracies: list[float], scores: list[float] | None, pair_agreement: torch.Tensor, k: int, threshold: float
-) -> dict[str, float]:
-    """Over every k-subset: the accuracy of the member the criterion picks (`scores`, or None for
-    agreement within the subset), as share reaching `threshold`, mean and worst."""
+def best_of_k(rows: list[dict], pair_agreement: torch.Tensor, criterion: str, k: int, threshold: float) -> dict:
+    """Over every k-subset of the members: the member training.select.choose picks by `criterion`
+    (agreement within the subset), as the share reaching `threshold` in accuracy, the mean and
+    worst accuracy picked, and the share of picks with a slant code and a width code."""
     picked = []
-    for subset in itertools.combinations(range(len(accuracies)), k):
-        if scores is None:  # agreement with the other members of this subset only
-            within = pair_agreement[list(subset)][:, list(subset)].sum(1)
-            best = subset[int(within.argmax())]
-        else:
-            best = max(subset, key=scores.__getitem__)
-        picked.append(accuracies[best])
+    for subset in itertools.combinations(range(len(rows)), k):
+        within = pair_agreement[list(subset)][:, list(subset)]
+        scores = [
+            MemberScores(rows[i]["information"], float((within[j].sum() - 1) / (k - 1))) for j, i in enumerate(subset)
+        ]
+        picked.append(rows[subset[choose(scores, criterion, [rows[i]["effects"] for i in subset])]])
+    accuracies = [row["accuracy"] for row in picked]
     return {
-        "share": sum(a >= threshold for a in picked) / len(picked),
-        "mean": statistics.mean(picked),
-        "worst": min(picked),
+        "share": sum(a >= threshold for a in accuracies) / len(picked),
+        "mean": statistics.mean(accuracies),
+        "worst": min(accuracies),
+        "figure": sum(shows_slant_and_width(row["effects"]) for row in picked) / len(picked),
         "subsets": len(picked),
     }
 
@@ -136,23 +145,26 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     print()
-    print(f"| K | pick by | subsets | share >= {args.threshold} | mean accuracy picked | worst picked |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    columns = f"share >= {args.threshold} | mean accuracy picked | worst picked | slant and width codes"
+    print(f"| K | pick by | subsets | {columns} |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for k in args.k:
         if k > len(rows):
             continue
-        random_pick = statistics.mean(
-            statistics.mean(accuracies[i] for i in subset) for subset in itertools.combinations(range(len(rows)), k)
+        subsets = list(itertools.combinations(range(len(rows)), k))
+        random_pick = statistics.mean(statistics.mean(accuracies[i] for i in subset) for subset in subsets)
+        random_figure = statistics.mean(
+            statistics.mean(shows_slant_and_width(rows[i]["effects"]) for i in subset) for subset in subsets
         )
-        information_scores = [row["information"] for row in rows]
-        pickers = [("information", information_scores)] + ([("agreement within the K", None)] if k >= 3 else [])
-        for name, scores in pickers:
-            result = best_of_k(accuracies, scores, pair, k, args.threshold)
+        for criterion in CRITERIA:
+            if criterion == "agreement" and k < 3:
+                continue  # between two members agreement is one number: information decides
+            result = best_of_k(rows, pair, criterion, k, args.threshold)
             print(
-                f"| {k} | {name} | {result['subsets']} | {result['share']:.3f} | {result['mean']:.4f} | "
-                f"{result['worst']:.4f} |"
+                f"| {k} | {criterion} | {result['subsets']} | {result['share']:.3f} | {result['mean']:.4f} | "
+                f"{result['worst']:.4f} | {result['figure']:.3f} |"
             )
-        print(f"| {k} | random (mean of the subset) | | | {random_pick:.4f} | |")
+        print(f"| {k} | random (mean of the subset) | | | {random_pick:.4f} | | {random_figure:.3f} |")
     return 0
 
 

@@ -12,7 +12,7 @@ import training.loop as loop
 from models.checkpoint import CheckpointError, load_checkpoint, load_population, read_metadata, save_population
 from training.export import main as export_main
 from training.loop import MODEL_NAME, train
-from training.select import MemberScores, agreement, choose, information, score_members
+from training.select import MemberScores, agreement, choose, information, score_members, shows_slant_and_width
 
 
 def member_weights(path, k: int) -> dict[str, torch.Tensor]:
@@ -126,8 +126,40 @@ def test_choose_picks_the_highest_criterion_and_agreement_needs_three_members():
     assert choose(scores, "information") == 1
     assert choose(scores, "agreement") == 2
     assert choose(scores[:2], "agreement") == 1  # two members agree equally: information decides
-    with pytest.raises(ValueError, match="criterion must be one of information, agreement"):
+    with pytest.raises(ValueError, match="criterion must be one of information, agreement, codes"):
         choose(scores, "accuracy")
+
+
+def effects(*codes: tuple[float, float]) -> dict[str, dict[str, float]]:
+    """Measured effects of continuous codes c1, c2, ... from (slant rho, width rho) pairs."""
+    return {f"c{j + 1}": {"slant_spearman": s, "width_spearman": w} for j, (s, w) in enumerate(codes)}
+
+
+def test_the_paper_figure_needs_one_code_for_slant_and_another_for_width():
+    assert shows_slant_and_width(effects((-0.97, 0.2), (0.4, 0.93)))
+    assert shows_slant_and_width(effects((0.5, -0.95), (1.0, -0.9)))  # each moves both: still one of each
+    assert not shows_slant_and_width(effects((0.99, 0.1), (0.95, 0.3)))  # two slant codes
+    assert not shows_slant_and_width(effects((0.95, 0.95), (0.1, 0.1)))  # one code doing both is not two
+    assert not shows_slant_and_width(effects((0.99, 0.1)))
+
+
+def test_codes_prefers_a_near_best_member_whose_codes_show_slant_and_width():
+    two_slants, figure = effects((0.99, 0.1), (0.95, 0.3)), effects((-0.97, 0.2), (0.4, 0.93))
+    scores = [MemberScores(2.236, None), MemberScores(2.233, None), MemberScores(2.200, None)]
+    assert choose(scores, "information") == 0
+    assert choose(scores, "codes", [two_slants, figure, figure]) == 1  # 0.003 nats below: a tie, with both codes
+    assert choose(scores, "codes", [two_slants, two_slants, figure]) == 0  # a merge's 0.036 is no tie
+    assert choose(scores, "codes", [figure, figure, figure]) == 0  # among equals, information decides
+    assert choose(scores, "codes", None) == 0  # codes not measured: information decides
+
+
+def test_a_run_chooses_by_codes_from_the_scores_and_effects_it_records(tmp_path, capsys):
+    path = train(small_config(tmp_path, steps=4, population=3, select="codes"))
+    members = load_population(path)
+    metrics = [m.meta["metrics"] for m in members]
+    scores = [MemberScores(m["information"], m["agreement"]) for m in metrics]
+    assert read_metadata(path)["chosen_member"] == choose(scores, "codes", [m["continuous"] for m in metrics])
+    assert "within 0.01 nats of it with a slant code and a width code, no labels used" in capsys.readouterr().out
 
 
 def test_a_failing_selection_loses_no_training(tmp_path, monkeypatch):

@@ -54,7 +54,7 @@ from training.losses import (
     information_loss,
     jitter,
 )
-from training.select import CRITERIA, category_probabilities, choose, information, score_members
+from training.select import CRITERIA, REASONS, category_probabilities, choose, information, score_members
 
 CHECKPOINT_NAME = "checkpoint.safetensors"  # the latest training checkpoint, every member
 MODEL_NAME = "model.safetensors"  # the chosen member as a serving checkpoint (fp16), written at the end
@@ -324,7 +324,8 @@ def select_member(members: list[Member], latent: LatentSpec, images: torch.Tenso
             classifier.to(images.device)
             metrics["continuous"] = continuous_effects(member.generator, latent, classifier)
         member.evaluation["metrics"] = metrics
-    return choose(scores, criterion)
+    effects = [member.evaluation["metrics"].get("continuous") for member in members]
+    return choose(scores, criterion, effects if all(effects) else None)
 
 
 def selection_report(members: list[Member], chosen: int, criterion: str, exported: Path) -> str:
@@ -343,7 +344,7 @@ def selection_report(members: list[Member], chosen: int, criterion: str, exporte
             f"{k:>6} {member.seed:>6} {metrics['information']:>11.4f} {agreement:>9} "
             f"{metrics.get('categorical_accuracy', float('nan')):>8.4f}  {codes}{mark}"
         )
-    lines.append(f"chose member {chosen} (highest {criterion}, no labels used); serving checkpoint: {exported}")
+    lines.append(f"chose member {chosen} ({REASONS[criterion]}, no labels used); serving checkpoint: {exported}")
     return "\n".join(lines)
 
 
