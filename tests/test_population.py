@@ -159,6 +159,12 @@ def test_a_run_chooses_by_codes_from_the_scores_and_effects_it_records(tmp_path,
     metrics = [m.meta["metrics"] for m in members]
     scores = [MemberScores(m["information"], m["agreement"]) for m in metrics]
     assert read_metadata(path)["chosen_member"] == choose(scores, "codes", [m["continuous"] for m in metrics])
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "continuous" in r]  # what the choice read, in the log too
+    assert [(r["member"], r["information"], r["continuous"]) for r in logged] == [
+        (k, m["information"], m["continuous"]) for k, m in enumerate(metrics)
+    ]
+    assert records[-1]["chosen_member"] == read_metadata(path)["chosen_member"]
     assert "within 0.01 nats of it with a slant code and a width code, no labels used" in capsys.readouterr().out
 
 

@@ -60,6 +60,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"  # the latest training checkpoint, ev
 MODEL_NAME = "model.safetensors"  # the chosen member as a serving checkpoint (fp16), written at the end
 BOARD_SCALARS = {"loss_d", "loss_g", "info_cat", "info_cont", "images_per_s", "categorical_accuracy", "information"}
 SELECTION_IMAGES = 10_000  # real training images the label-free criteria read
+SELECTION_METRICS = ("information", "agreement", "continuous")  # logged for every member at the end
 COMPILE_SETTINGS = ("auto", "on", "off")
 
 
@@ -306,6 +307,10 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                 model = members[chosen].checkpoint(config)
                 model.meta = {**meta, **model.meta}
                 save_checkpoint(out_dir / MODEL_NAME, serving_checkpoint(model), dtype=torch.float16)
+                for k, member in enumerate(members):  # what the choice read, member by member
+                    tag = {"member": k} if len(members) > 1 else {}
+                    metrics = member.evaluation["metrics"]
+                    log.write({**record, **tag, **{key: metrics.get(key) for key in SELECTION_METRICS}})
                 log.write({**record, "chosen_member": chosen, "criterion": config.select})
                 progress.write(selection_report(members, chosen, config.select, out_dir / MODEL_NAME))
     progress.close()
