@@ -34,7 +34,7 @@ from backend.schemas import CheckpointInfo, CodeEffect
 from backend.settings import Settings
 from models import Checkpoint, CheckpointError
 from models.checkpoint import load_population
-from models.metadata import clear_effect
+from models.metadata import SWINGS, clear_effect
 from models.networks import compute_dtype
 
 log = logging.getLogger(__name__)
@@ -232,6 +232,9 @@ def code_effect(name: str, measured: Any) -> CodeEffect:
     ):
         return CodeEffect(name=name, effect="unmeasured", description="not measured (infogan evaluate measures it)")
     figures = {key: round(float(measured[key]), 4) for key in ("slant_spearman", "width_spearman", "identity_kept")}
+    figures |= {
+        key: round(float(measured[key]), 4) for key in SWINGS.values() if isinstance(measured.get(key), int | float)
+    }
     kept = f"keeps the digit in {figures['identity_kept']:.0%} of sweeps from -2 to 2"
     clear = clear_effect(measured)
     if clear is None:

@@ -49,18 +49,32 @@ def category_labels(mapping: list[int]) -> list[str]:
 
 
 # What a continuous code measurably does, from metrics["continuous"][name] (training/evaluate.py:
-# rank correlations of the code's value with slant and with stroke width over sweeps to +-2).
+# over sweeps to +-2, rank correlations of the code's value with slant and with stroke width, and
+# how far it moves each, in standard deviations of real digits).
 EFFECTS = {"slant": "slant_spearman", "width": "width_spearman"}
-CLEAR, UNCLEAR = 0.9, 0.5  # |rho| that names an effect, and that the other attribute must stay below
+SWINGS = {"slant": "slant_swing", "width": "width_swing"}
+CLEAR = 0.9  # |rho| that names an effect
+DOMINANT = 2.0  # how many times as far as the other attribute the named one must move
+UNCLEAR = 0.5  # without swings (metrics from before they were measured): |rho| the other must stay below
+
+
+def _numbers(measured: Any, keys: Any) -> bool:
+    return isinstance(measured, dict) and all(isinstance(measured.get(k), int | float) for k in keys)
 
 
 def clear_effect(measured: Any) -> tuple[str, float] | None:
     """("slant" or "width", its rank correlation) when a code clearly drives that one attribute:
-    |rho| >= 0.9 with it and < 0.5 with the other. None when the effect is mixed or unmeasured."""
-    if not isinstance(measured, dict) or not all(isinstance(measured.get(k), int | float) for k in EFFECTS.values()):
+    |rho| >= 0.9 with it, and a swing at least DOMINANT times the other attribute's (or, where
+    swings were not measured, |rho| < 0.5 with the other). None when mixed or unmeasured."""
+    if not _numbers(measured, EFFECTS.values()):
         return None
+    swings = _numbers(measured, SWINGS.values())
     for effect, key in EFFECTS.items():
-        others = [abs(measured[other]) for other in EFFECTS.values() if other != key]
-        if abs(measured[key]) >= CLEAR and max(others) < UNCLEAR:
+        others = [other for other in EFFECTS if other != effect]
+        if swings:
+            alone = all(abs(measured[SWINGS[effect]]) >= DOMINANT * abs(measured[SWINGS[o]]) for o in others)
+        else:
+            alone = all(abs(measured[EFFECTS[o]]) < UNCLEAR for o in others)
+        if abs(measured[key]) >= CLEAR and alone:
             return effect, float(measured[key])
     return None

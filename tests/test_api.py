@@ -200,7 +200,24 @@ async def test_each_continuous_code_says_what_it_measurably_does(tmp_path: Path)
         "c1": {"slant_spearman": -0.97, "width_spearman": 0.2, "identity_kept": 0.95},
         "c2": {"slant_spearman": 0.6, "width_spearman": 0.7, "identity_kept": 0.8},
     }
+    swings = {  # both codes rank both attributes; how far each moves them decides
+        "c1": {
+            "slant_spearman": -0.93,
+            "width_spearman": 1.0,
+            "identity_kept": 0.9,
+            "slant_swing": -1.5,
+            "width_swing": 5.6,
+        },
+        "c2": {
+            "slant_spearman": 0.98,
+            "width_spearman": -1.0,
+            "identity_kept": 0.9,
+            "slant_swing": 2.6,
+            "width_swing": -4.3,
+        },
+    }
     write_checkpoint(tmp_path / "m.safetensors", meta={"metrics": {"continuous": measured}})
+    write_checkpoint(tmp_path / "swings.safetensors", meta={"metrics": {"continuous": swings}})
     write_checkpoint(tmp_path / "unmeasured.safetensors")
     async with serve(settings_for(tmp_path)) as client:
         entries = {entry["name"]: entry for entry in (await client.get("/api/checkpoints")).json()}
@@ -209,6 +226,9 @@ async def test_each_continuous_code_says_what_it_measurably_does(tmp_path: Path)
     assert "leans the digit to the left" in slant["description"] and "95%" in slant["description"]
     assert mixed["effect"] == "mixed" and "+0.60" in mixed["description"] and "+0.70" in mixed["description"]
     assert [e["effect"] for e in entries["unmeasured"]["continuous_effects"]] == ["unmeasured", "unmeasured"]
+    width, both = entries["swings"]["continuous_effects"]
+    assert width["effect"] == "width" and "thickens the strokes" in width["description"] and width["width_swing"] == 5.6
+    assert both["effect"] == "mixed" and (both["slant_swing"], both["width_swing"]) == (2.6, -4.3)
 
 
 async def test_grid_is_rows_of_seeds_by_columns_of_values(client: httpx.AsyncClient) -> None:

@@ -24,8 +24,9 @@ from models import (
 )
 from training import evaluate as evaluate_module
 from training.classifier import ClassifierConfig, MnistClassifier, save_classifier
-from training.data import ImageDataset
+from training.data import ImageDataset, load_dataset
 from training.evaluate import (
+    REAL_SPREAD,
     categorical_accuracy,
     continuous_effects,
     fid,
@@ -194,8 +195,9 @@ def test_continuous_effects_of_a_random_generator_are_bounded(classifier: MnistC
     assert generator.training  # the caller's mode is restored
     assert set(effects) == {"c1", "c2"}
     for effect in effects.values():
-        assert set(effect) == {"slant_spearman", "width_spearman", "identity_kept"}
-        assert all(math.isfinite(value) and -1 <= value <= 1 for value in effect.values())
+        assert set(effect) == {"slant_spearman", "width_spearman", "slant_swing", "width_swing", "identity_kept"}
+        assert all(math.isfinite(value) for value in effect.values())
+        assert all(-1 <= effect[key] <= 1 for key in ("slant_spearman", "width_spearman"))
         assert 0 <= effect["identity_kept"] <= 1
 
 
@@ -203,6 +205,16 @@ def test_continuous_effects_find_the_code_that_drives_each_attribute(classifier:
     effects = continuous_effects(LineGenerator(), LatentSpec(), classifier, seeds=(0,))
     assert effects["c1"]["slant_spearman"] == pytest.approx(1.0)
     assert effects["c2"]["width_spearman"] == pytest.approx(1.0)
+    # how far: c1 leans the line by 0.8 pixel per pixel of height over the sweep, c2 thickens it
+    assert effects["c1"]["slant_swing"] == pytest.approx(0.8 / REAL_SPREAD["slant"], rel=0.1)
+    assert abs(effects["c1"]["width_swing"]) < 0.1 * effects["c1"]["slant_swing"]
+    assert effects["c2"]["width_swing"] > 1 and effects["c2"]["slant_swing"] == pytest.approx(0, abs=0.05)
+
+
+def test_a_swing_is_measured_in_real_digits_spread() -> None:
+    digits = load_dataset("mnist", "test").images
+    assert float(slant(digits).std()) == pytest.approx(REAL_SPREAD["slant"], rel=1e-3)
+    assert float(stroke_width(digits).std()) == pytest.approx(REAL_SPREAD["width"], rel=1e-3)
 
 
 def test_sample_images_is_reproducible() -> None:

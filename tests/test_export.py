@@ -142,8 +142,10 @@ def test_main_rejects_an_unknown_dtype(
     assert "--dtype" in capsys.readouterr().err
 
 
-def effects(slant: float, width: float) -> dict[str, float]:
-    return {"slant_spearman": slant, "width_spearman": width, "identity_kept": 0.9}
+def effects(slant: float, width: float, swings: tuple[float, float] | None = None) -> dict[str, float]:
+    """Measured effects: rank correlations with slant and width, and, where given, their swings."""
+    measured = {"slant_spearman": slant, "width_spearman": width, "identity_kept": 0.9}
+    return measured if swings is None else {**measured, "slant_swing": swings[0], "width_swing": swings[1]}
 
 
 def measured(continuous: dict[str, dict[str, float]]) -> Checkpoint:
@@ -159,6 +161,10 @@ def measured(continuous: dict[str, dict[str, float]]) -> Checkpoint:
         ({"c1": effects(0.99, 0.97), "c2": effects(0.1, 0.2)}, ("c1", "c2")),  # both at once: mixed, no name
         ({"c1": effects(0.92, 0.1), "c2": effects(-0.98, 0.3)}, ("c1", "slant")),  # two slants: the clearer
         ({"c1": effects(0.6, 0.4), "c2": effects(0.1, 0.85)}, ("c1", "c2")),  # nothing clear enough
+        # With swings, how far decides: both codes rank both attributes, but each moves one far more
+        ({"c1": effects(-0.93, 1.0, (-1.5, 5.6)), "c2": effects(-1.0, -0.83, (-5.8, -2.0))}, ("width", "slant")),
+        ({"c1": effects(0.98, -1.0, (2.6, -4.3)), "c2": effects(0.99, 0.2, (4.0, 2.5))}, ("c1", "c2")),  # < 2x
+        ({"c1": effects(0.7, 0.3, (6.0, 0.1)), "c2": effects(0.1, 0.2, (0.1, 0.1))}, ("c1", "c2")),  # rho too low
     ],
 )
 def test_continuous_codes_are_named_by_their_clear_measured_effect(continuous, names) -> None:

@@ -23,6 +23,9 @@ from training.data import DATASETS, DataError, ImageDataset, load_dataset
 from training.options import DefaultsHelpFormatter
 
 SWEEP_VALUES = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)  # the paper's traversal range
+# The unit of a code's swing: each attribute's standard deviation over the 10,000 MNIST test
+# images, as slant() and stroke_width() measure them (tests/test_evaluate.py checks the figures).
+REAL_SPREAD = {"slant": 0.2642, "width": 0.04375}
 CLASSIFIER_IMAGE = (1, 28, 28)  # what the FID classifier was trained on
 
 
@@ -130,6 +133,13 @@ def _mean_spearman(values: np.ndarray, attribute: np.ndarray) -> float:
     return float(np.mean(rhos))
 
 
+def _swing(values: np.ndarray, attribute: np.ndarray, unit: float) -> float:
+    """Mean over sweep lines of how far an (L, V) attribute moves from the smallest code value to
+    the largest, in `unit`s. Rank correlations say whether a code moves an attribute steadily,
+    not how far: a code can rank both slant and width near 1 while moving one far more."""
+    return float(((attribute[:, values.argmax()] - attribute[:, values.argmin()]) / unit).mean())
+
+
 def continuous_effects(
     generator: nn.Module,
     latent: LatentSpec,
@@ -143,8 +153,9 @@ def continuous_effects(
 
     A sweep line is one noise seed x one category of the first categorical code (the others at
     0), with the other continuous codes at 0. Per code: the mean per-line Spearman correlation
-    of the code value with slant and with stroke width, and `identity_kept`, the share of swept
-    images (at values other than 0) whose predicted digit is the one predicted at value 0."""
+    of the code value with slant and with stroke width, each attribute's swing over the sweep in
+    units of real digits' spread (REAL_SPREAD), and `identity_kept`, the share of swept images
+    (at values other than 0) whose predicted digit is the one predicted at value 0."""
     if len(set(values)) < 2 or not seeds:
         raise ValueError(f"a sweep needs two distinct values and a seed, got {list(values)} and {list(seeds)}")
     sweep = torch.tensor([*values, 0.0])  # (V + 1,), the last one is the reference at 0
@@ -174,6 +185,8 @@ def continuous_effects(
         effects[code.name or f"c{j + 1}"] = {
             "slant_spearman": _mean_spearman(swept_values, slants.numpy()),
             "width_spearman": _mean_spearman(swept_values, widths.numpy()),
+            "slant_swing": _swing(swept_values, slants.numpy(), REAL_SPREAD["slant"]),
+            "width_swing": _swing(swept_values, widths.numpy(), REAL_SPREAD["width"]),
             "identity_kept": float(kept.float().mean()),
         }
     return effects
@@ -259,12 +272,16 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         f"FID                   {metrics['fid']:.3f}   ({metrics['fid_samples']} samples; "
         f"test images, even vs odd: {metrics['fid_real_baseline']:.3f})"
     )
-    lines.append(f"{'continuous code':<20}{'slant rho':>10}{'width rho':>11}{'identity kept':>15}")
+    lines.append(
+        f"{'continuous code':<20}{'slant rho':>10}{'width rho':>11}{'slant swing':>13}{'width swing':>13}"
+        f"{'identity kept':>15}"
+    )
     for name, effect in metrics["continuous"].items():
         lines.append(
             f"{name:<20}{effect['slant_spearman']:>+10.3f}{effect['width_spearman']:>+11.3f}"
-            f"{effect['identity_kept']:>15.3f}"
+            f"{effect['slant_swing']:>+13.2f}{effect['width_swing']:>+13.2f}{effect['identity_kept']:>15.3f}"
         )
+    lines.append("(swing: change over the sweep from -2 to 2, in standard deviations of real test digits)")
     return "\n".join(lines)
 
 

@@ -47,9 +47,10 @@ def serving_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
 
 def named_codes(checkpoint: Checkpoint) -> Checkpoint:
     """The checkpoint with each continuous code named by what it measurably does, from the slant
-    and width rank correlations in its metrics: "slant" for |rho| >= 0.9 with slant while the
-    width correlation stays below 0.5, "width" likewise; where two codes qualify, the clearer one.
-    Other codes, and checkpoints without the measurements, keep their names."""
+    and width measurements in its metrics (models.metadata.clear_effect): "slant" for |rho| >= 0.9
+    with slant and a slant swing at least twice the width swing, "width" likewise; where two
+    codes qualify, the clearer one. Other codes, and checkpoints without the measurements, keep
+    their names."""
     metrics = checkpoint.meta.get("metrics")
     effects = metrics.get("continuous") if isinstance(metrics, dict) else None
     if not isinstance(effects, dict):
