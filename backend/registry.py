@@ -34,7 +34,7 @@ from backend.schemas import CheckpointInfo, CodeEffect
 from backend.settings import Settings
 from models import Checkpoint, CheckpointError
 from models.checkpoint import load_population
-from models.metadata import SWINGS, clear_effect
+from models.metadata import SWINGS, clear_effect, has_numbers
 from models.networks import compute_dtype
 
 log = logging.getLogger(__name__)
@@ -227,9 +227,7 @@ WHAT_IT_DOES = {  # (effect, sign of its rank correlation) -> what growing the c
 
 def code_effect(name: str, measured: Any) -> CodeEffect:
     """One continuous code's effect in words, from its measured rank correlations."""
-    if not isinstance(measured, dict) or not all(
-        isinstance(measured.get(key), int | float) for key in ("slant_spearman", "width_spearman", "identity_kept")
-    ):
+    if not has_numbers(measured, ("slant_spearman", "width_spearman", "identity_kept")):
         return CodeEffect(name=name, effect="unmeasured", description="not measured (infogan evaluate measures it)")
     figures = {key: round(float(measured[key]), 4) for key in ("slant_spearman", "width_spearman", "identity_kept")}
     figures |= {

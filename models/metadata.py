@@ -58,7 +58,8 @@ DOMINANT = 2.0  # how many times as far as the other attribute the named one mus
 UNCLEAR = 0.5  # without swings (metrics from before they were measured): |rho| the other must stay below
 
 
-def _numbers(measured: Any, keys: Any) -> bool:
+def has_numbers(measured: Any, keys: Any) -> bool:
+    """Whether `measured` is a dict with a number under every one of `keys`."""
     return isinstance(measured, dict) and all(isinstance(measured.get(k), int | float) for k in keys)
 
 
@@ -66,9 +67,9 @@ def clear_effect(measured: Any) -> tuple[str, float] | None:
     """("slant" or "width", its rank correlation) when a code clearly drives that one attribute:
     |rho| >= 0.9 with it, and a swing at least DOMINANT times the other attribute's (or, where
     swings were not measured, |rho| < 0.5 with the other). None when mixed or unmeasured."""
-    if not _numbers(measured, EFFECTS.values()):
+    if not has_numbers(measured, EFFECTS.values()):
         return None
-    swings = _numbers(measured, SWINGS.values())
+    swings = has_numbers(measured, SWINGS.values())
     for effect, key in EFFECTS.items():
         others = [other for other in EFFECTS if other != effect]
         if swings:
