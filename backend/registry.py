@@ -7,7 +7,9 @@ file's stamp (size, modification time, inode: a checkpoint is replaced by a rena
 it last read; a new or changed file is loaded in a worker thread and swapped in whole, with its
 own batcher, and a removed one is dropped. A file that fails to load is reported and never
 replaces a good model of the same name. At most `max_models` are loaded: past that, the run
-checkpoints used least recently are let go (folder checkpoints stay).
+checkpoints used least recently are let go (folder checkpoints stay). The folders' checkpoints
+load before the runs', and `folders_loaded` says when they are in: start-up waits for that, not
+for a busy runs folder.
 
 Names are only ever looked up in the loaded dict, so no request can turn a name into a path.
 Reports name a file by its folder's name and its own (`pretrained/mnist.safetensors`): a public
@@ -67,12 +69,19 @@ class Registry:
         self._stamps: dict[str, tuple[int, int, int]] = {}  # name -> stamp of the file last read for it
         self._failed: dict[str, dict[str, str]] = {}  # name -> its file's latest load error
         self._used: dict[str, float] = {}  # name -> when a request last chose it
+        self.folders_loaded = asyncio.Event()  # set when a first refresh is past the checkpoint folders
 
     def touch(self, name: str) -> None:
         self._used[name] = time.monotonic()
 
     async def refresh(self) -> None:
-        """Brings the loaded models in step with the files."""
+        """Brings the loaded models in step with the files, the checkpoint folders' first."""
+        try:
+            await self._refresh()
+        finally:  # even a failed refresh ends start-up's wait: the service answers, /healthz says what is wrong
+            self.folders_loaded.set()
+
+    async def _refresh(self) -> None:
         sources, problems = await asyncio.to_thread(self._scan)
         for name in [name for name in self._stamps if name not in sources]:
             del self._stamps[name]
@@ -82,6 +91,8 @@ class Registry:
                 await self._replace(name, None)
                 log.info("dropped checkpoint %r: its file is gone", name)
         for name, source in sources.items():
+            if source.run is not None:
+                self.folders_loaded.set()
             stamp = await asyncio.to_thread(_stamp, source.path)
             if stamp is None or self._stamps.get(name) == stamp:
                 continue
@@ -102,13 +113,13 @@ class Registry:
         self.errors = problems + list(self._failed.values())
 
     async def watch(self) -> None:
-        """Refreshes every `poll_s` seconds until cancelled."""
+        """Refreshes now and then every `poll_s` seconds until cancelled."""
         while True:
-            await asyncio.sleep(self.settings.poll_s)
             try:
                 await self.refresh()
             except Exception:  # a refresh that fails leaves the models as they were; the next one tries again
                 log.exception("refreshing the checkpoints failed")
+            await asyncio.sleep(self.settings.poll_s)
 
     async def close(self) -> None:
         for model in self.models.values():

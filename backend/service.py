@@ -52,14 +52,15 @@ class Service:
 
 @asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[Service]:
-    """Load every checkpoint, keep watching their files; stop it all on the way out."""
+    """Load the checkpoint folders' checkpoints, then serve while the runs' load and every file is
+    watched; stop it all on the way out."""
     device = _device(settings.device)
     executor = ThreadPoolExecutor(1, "inference")
     registry = Registry(settings, device, executor)
     watching = None
     try:
-        await registry.refresh()
         watching = asyncio.create_task(registry.watch())
+        await registry.folders_loaded.wait()
         yield Service(settings, device, registry, executor)
     finally:
         if watching is not None:

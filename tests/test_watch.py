@@ -9,6 +9,7 @@ import gc
 import hashlib
 import json
 import statistics
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -110,6 +111,28 @@ async def test_a_training_runs_checkpoint_is_served_under_the_runs_name(tmp_path
         assert list(entries)[0] == "mnist"  # the folder's checkpoints come first: the default stays
         answer = await client.post("/generate", json={"checkpoint": "run:screens/s1"})
         assert answer.status_code == 200
+
+
+async def test_the_checkpoint_folders_are_served_while_the_runs_still_load(tmp_path: Path, monkeypatch) -> None:
+    """A runs folder full of long runs must not keep the explorer from answering."""
+    write_checkpoint(tmp_path / "mnist.safetensors")
+    runs = tmp_path / "runs"
+    run_with_checkpoint(runs, "slow")
+    loading_may_finish, read = threading.Event(), registry._read
+
+    def slow_for_runs(path: Path, device: torch.device):
+        if runs in path.parents:
+            loading_may_finish.wait(timeout=30)
+        return read(path, device)
+
+    monkeypatch.setattr(registry, "_read", slow_for_runs)
+    async with serve(settings_for(tmp_path, runs_dir=runs, poll_s=0.05)) as client:
+        try:
+            assert await names(client) == ["mnist"]
+            assert (await client.post("/generate", json={"seed": 1})).status_code == 200
+        finally:
+            loading_may_finish.set()
+        await eventually(lambda: _has(client, "run:slow"))
 
 
 async def test_past_the_cap_the_run_used_least_recently_is_let_go(tmp_path: Path) -> None:
