@@ -161,6 +161,7 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--lr-g", "nan"], "--lr-g: must be a positive number"),
         (["--lambda-cont", "-1"], "--lambda-cont: must be a finite number >= 0"),
         (["--categorical", "1"], "at least 2 categories"),  # a one-way "code" carries no information
+        (["--early-epochs", "3"], "early consistency needs both a weight and a number of epochs"),
         (["--resume", "--out", "/nonexistent/run"], "is '/nonexistent/run' a run folder?"),
         (["--dataset", "synthetic", "--batch-size", "100000", "--steps", "1"], "exceeds the data set"),
     ],
@@ -286,3 +287,12 @@ def test_the_consistency_term_changes_training_deterministically(tmp_path):
     again = weights(train(small_config(tmp_path / "again", steps=4, consistency=1.0)))
     assert_same_weights(first, again)  # jitter draws come from the step's generator, as the codes do
     assert any(not torch.equal(plain[k], first[k]) for k in plain if ".d." in f".{k}")
+
+
+def test_an_early_consistency_weight_holds_for_its_epochs_then_gives_way(tmp_path):
+    schedule = {"batch_size": 512, "consistency": 0.0, "early_consistency": 1.0, "early_epochs": 1}
+    constant = {"batch_size": 512, "consistency": 1.0}  # 2048 synthetic images: an epoch is 4 steps
+    for steps, same in [(4, True), (6, False)]:
+        scheduled = weights(train(small_config(tmp_path / f"scheduled{steps}", steps=steps, **schedule)))
+        weight_one = weights(train(small_config(tmp_path / f"constant{steps}", steps=steps, **constant)))
+        assert all(torch.equal(scheduled[k], weight_one[k]) for k in scheduled) == same

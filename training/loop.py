@@ -89,6 +89,8 @@ class TrainConfig:
     info_trains_body: bool = True  # L_I also updates D's shared body, not only the Q head
     recipe: str = DEFAULT_RECIPE  # the named recipe whose values the options started from (RECIPES)
     consistency: float = RECIPES[DEFAULT_RECIPE]["consistency"]  # Q's categorical consistency on jittered reals
+    early_consistency: float | None = None  # the consistency weight of the first early_epochs epochs, if different
+    early_epochs: int = 0
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
     select: str = "information"  # the label-free criterion that picks the member to export (training.select)
@@ -103,6 +105,13 @@ class TrainConfig:
     tensorboard: bool = False  # also write TensorBoard event files to OUT/tensorboard (the optional extra)
     latent: LatentSpec = field(default_factory=LatentSpec)
     arch: ArchConfig = field(default_factory=ArchConfig)
+
+    def __post_init__(self) -> None:
+        if (self.early_consistency is None) != (self.early_epochs == 0):
+            raise ValueError(
+                "early consistency needs both a weight and a number of epochs (--early-consistency W "
+                f"--early-epochs N), got weight {self.early_consistency} for {self.early_epochs} epochs"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -241,14 +250,15 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     # many steps
     while step < total_steps and not out_of_time:
         epoch, index = divmod(step, steps_per_epoch)
+        weight = consistency_weight(config, epoch)
         for k, member in enumerate(members):
             if k not in orders or index == 0:
                 orders[k] = epoch_order(len(data), seed=member.seed, epoch=epoch).to(device)
             real = real_batch(images, orders[k], index, config.batch_size, ddp)
             draws = batch_rng(member.seed, ddp.rank, step)
             codes = latent.sample(config.batch_size, draws, device)
-            jittered = jitter(real, draws) if config.consistency else None
-            member.losses = train_step(member, real, codes, config, autocast_dtype, jittered)
+            jittered = jitter(real, draws) if weight else None
+            member.losses = train_step(member, real, codes, config, autocast_dtype, jittered, weight)
         step += 1
         progress.update(1)
         if config.minutes is not None and step % config.log_every == 0:
@@ -377,6 +387,15 @@ def build_member(config: TrainConfig, seed: int, device: torch.device, ddp: Dist
     return Member(seed, generator, discriminator, opt_g, opt_d, g_model, d_model, d_frozen)
 
 
+def consistency_weight(config: TrainConfig, epoch: int) -> float:
+    """The consistency term's weight in `epoch` (from 0): early_consistency for the first
+    early_epochs epochs where it is set (a strong pull while the categories form, a lighter one
+    while the continuous codes settle), else consistency."""
+    if config.early_consistency is not None and epoch < config.early_epochs:
+        return config.early_consistency
+    return config.consistency
+
+
 def train_step(
     member: Member,
     real: torch.Tensor,
@@ -384,9 +403,10 @@ def train_step(
     config: TrainConfig,
     autocast_dtype: torch.dtype,
     jittered: torch.Tensor | None = None,
+    consistency: float = 0.0,
 ) -> StepLosses:
     """One D step and one G step of `member` on a batch of real images and the codes for its
-    fakes; with `jittered` copies of the real images, the consistency term too."""
+    fakes; with `jittered` copies of the real images, the consistency term too, at that weight."""
     latent, device_type, use_autocast = config.latent, real.device.type, autocast_dtype != torch.float32
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=use_autocast):
         fake = member.g_model(latent.build_input(codes))
@@ -402,7 +422,7 @@ def train_step(
         info_d = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
         loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
         if q_jittered:
-            loss_d = loss_d + config.consistency * consistency_loss(latent, q_real, q_jittered[0])
+            loss_d = loss_d + consistency * consistency_loss(latent, q_real, q_jittered[0])
     member.opt_d.zero_grad(set_to_none=True)
     (loss_d + info_d.weighted(config.lambda_cat, config.lambda_cont)).backward()
     member.opt_d.step()

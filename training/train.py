@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of a term asking Q's categories to stay put when a real image is rotated or shifted a little",
     )
     add(
+        "--early-consistency",
+        type=non_negative_float,
+        default=None,
+        help="a different consistency weight for the first --early-epochs epochs",
+    )
+    add("--early-epochs", type=non_negative_int, default=0, help="epochs that use --early-consistency")
+    add(
         "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
     )
     add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
