@@ -389,8 +389,8 @@ def build_member(config: TrainConfig, seed: int, device: torch.device, ddp: Dist
 
 def consistency_weight(config: TrainConfig, epoch: int) -> float:
     """The consistency term's weight in `epoch` (from 0): early_consistency for the first
-    early_epochs epochs where it is set (a strong pull while the categories form, a lighter one
-    while the continuous codes settle), else consistency."""
+    early_epochs epochs where it is set, else consistency. The continuous codes take their roles
+    in the first two epochs, the categories keep moving later (README, "A schedule")."""
     if config.early_consistency is not None and epoch < config.early_epochs:
         return config.early_consistency
     return config.consistency
