@@ -91,7 +91,8 @@ class Registry:
                 await self._replace(name, None)
                 log.info("dropped checkpoint %r: its file is gone", name)
         for name, source in sources.items():
-            if source.run is not None:
+            if source.run is not None and not self.folders_loaded.is_set():
+                self.errors = problems + list(self._failed.values())  # the folders' own, while the runs load
                 self.folders_loaded.set()
             stamp = await asyncio.to_thread(_stamp, source.path)
             if stamp is None or self._stamps.get(name) == stamp:

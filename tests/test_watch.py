@@ -114,8 +114,10 @@ async def test_a_training_runs_checkpoint_is_served_under_the_runs_name(tmp_path
 
 
 async def test_the_checkpoint_folders_are_served_while_the_runs_still_load(tmp_path: Path, monkeypatch) -> None:
-    """A runs folder full of long runs must not keep the explorer from answering."""
+    """A runs folder full of long runs must not keep the explorer from answering, nor from
+    saying what is wrong with the folder's own files."""
     write_checkpoint(tmp_path / "mnist.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"not a checkpoint")
     runs = tmp_path / "runs"
     run_with_checkpoint(runs, "slow")
     loading_may_finish, read = threading.Event(), registry._read
@@ -130,6 +132,8 @@ async def test_the_checkpoint_folders_are_served_while_the_runs_still_load(tmp_p
         try:
             assert await names(client) == ["mnist"]
             assert (await client.post("/generate", json={"seed": 1})).status_code == 200
+            errors = (await client.get("/healthz")).json()["errors"]
+            assert [error["file"].rsplit("/", 1)[-1] for error in errors] == ["broken.safetensors"]
         finally:
             loading_may_finish.set()
         await eventually(lambda: _has(client, "run:slow"))
