@@ -257,8 +257,8 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             real = real_batch(images, orders[k], index, config.batch_size, ddp)
             draws = batch_rng(member.seed, ddp.rank, step)
             codes = latent.sample(config.batch_size, draws, device)
-            jittered = jitter(real, draws) if weight else None
-            member.losses = train_step(member, real, codes, config, autocast_dtype, jittered, weight)
+            consistency = (jitter(real, draws), weight) if weight else None
+            member.losses = train_step(member, real, codes, config, autocast_dtype, consistency)
         step += 1
         progress.update(1)
         if config.minutes is not None and step % config.log_every == 0:
@@ -402,18 +402,17 @@ def train_step(
     codes: LatentBatch,
     config: TrainConfig,
     autocast_dtype: torch.dtype,
-    jittered: torch.Tensor | None = None,
-    consistency: float = 0.0,
+    consistency: tuple[torch.Tensor, float] | None = None,
 ) -> StepLosses:
     """One D step and one G step of `member` on a batch of real images and the codes for its
-    fakes; with `jittered` copies of the real images, the consistency term too, at that weight."""
+    fakes; with `consistency`, (jittered copies of the real images, a weight), that term too."""
     latent, device_type, use_autocast = config.latent, real.device.type, autocast_dtype != torch.float32
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=use_autocast):
         fake = member.g_model(latent.build_input(codes))
 
         # (1) Update D and Q: maximize log D(x) + log(1 - D(G(z, c))) + lambda * L_I(G, Q)
         # real and fake in one pass (batch norms still see them apart): bigger, faster matmuls
-        batches = [real, fake.detach()] + ([jittered] if jittered is not None else [])
+        batches = [real, fake.detach()] + ([consistency[0]] if consistency else [])
         logits, q_all = member.d_model(torch.cat(batches), detach_q=not config.info_trains_body, groups=len(batches))
         (real_logits, fake_logits, *_), (q_real, q_fake, *q_jittered) = (
             logits.chunk(len(batches)),
@@ -421,8 +420,8 @@ def train_step(
         )
         info_d = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
         loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
-        if q_jittered:
-            loss_d = loss_d + consistency * consistency_loss(latent, q_real, q_jittered[0])
+        if consistency:
+            loss_d = loss_d + consistency[1] * consistency_loss(latent, q_real, q_jittered[0])
     member.opt_d.zero_grad(set_to_none=True)
     (loss_d + info_d.weighted(config.lambda_cat, config.lambda_cont)).backward()
     member.opt_d.step()
