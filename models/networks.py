@@ -113,17 +113,21 @@ class Discriminator(nn.Module):
         )
 
     def forward(
-        self, images: torch.Tensor, *, detach_q: bool = False, groups: int = 1
+        self, images: torch.Tensor, *, detach_q: bool = False, detach_last_q: bool = False, groups: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (real/fake logits (B,), Q parameters (B, q_output_dim)).
 
         `detach_q` stops Q's gradient at the shared body, for the ablation where the information
-        term trains the Q head only. `groups` > 1 takes that many equal batches stacked into one
-        (real and fake images, say): one pass with bigger matmuls, while every batch norm still
-        normalises each batch by its own statistics, so outputs and running statistics are those
-        of separate calls in order."""
+        term trains the Q head only; `detach_last_q` stops it for the last of `groups` batches
+        only (the consistency term's jittered images, when that term trains the head only).
+        `groups` > 1 takes that many equal batches stacked into one (real and fake images, say):
+        one pass with bigger matmuls, while every batch norm still normalises each batch by its
+        own statistics, so outputs and running statistics are those of separate calls in order."""
         features = run_grouped(self.body, images, groups)  # (B, d_fc)
         q_input = features.detach() if detach_q else features
+        if detach_last_q:
+            last = len(images) // groups
+            q_input = torch.cat([q_input[:-last], q_input[-last:].detach()])
         return self.d_head(features).squeeze(1), run_grouped(self.q_head, q_input, groups)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -289,6 +289,25 @@ def test_the_consistency_term_changes_training_deterministically(tmp_path):
     assert any(not torch.equal(plain[k], first[k]) for k in plain if ".d." in f".{k}")
 
 
+def test_a_head_only_consistency_term_leaves_ds_body_as_no_term_would(tmp_path):
+    """One step, so G's update (which reads D) has not yet spread the difference: D's body weights
+    are those of a run without the term, Q's head's are not."""
+    runs = {
+        name: weights(train(small_config(tmp_path / name, steps=1, **options)))
+        for name, options in [
+            ("none", {"consistency": 0.0}),
+            ("head", {"consistency": 1.0, "consistency_trains_body": False}),
+            ("body", {"consistency": 1.0}),
+        ]
+    }
+    body = [k for k in runs["none"] if ".body." in k and "running_" not in k and "num_batches" not in k]
+    head = [k for k in runs["none"] if ".q_head." in k and "running_" not in k and "num_batches" not in k]
+    assert body and head
+    assert all(torch.equal(runs["none"][k], runs["head"][k]) for k in body)
+    assert any(not torch.equal(runs["none"][k], runs["head"][k]) for k in head)
+    assert any(not torch.equal(runs["none"][k], runs["body"][k]) for k in body)
+
+
 def test_an_early_consistency_weight_holds_for_its_epochs_then_gives_way(tmp_path):
     schedule = {"batch_size": 512, "consistency": 0.0, "early_consistency": 1.0, "early_epochs": 1}
     constant = {"batch_size": 512, "consistency": 1.0}  # 2048 synthetic images: an epoch is 4 steps

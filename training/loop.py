@@ -91,6 +91,7 @@ class TrainConfig:
     consistency: float = RECIPES[DEFAULT_RECIPE]["consistency"]  # Q's categorical consistency on jittered reals
     early_consistency: float | None = None  # the consistency weight of the first early_epochs epochs, if different
     early_epochs: int = 0
+    consistency_trains_body: bool = True  # the consistency term also updates D's shared body, not only Q's head
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
     select: str = "information"  # the label-free criterion that picks the member to export (training.select)
@@ -413,7 +414,12 @@ def train_step(
         # (1) Update D and Q: maximize log D(x) + log(1 - D(G(z, c))) + lambda * L_I(G, Q)
         # real and fake in one pass (batch norms still see them apart): bigger, faster matmuls
         batches = [real, fake.detach()] + ([consistency[0]] if consistency else [])
-        logits, q_all = member.d_model(torch.cat(batches), detach_q=not config.info_trains_body, groups=len(batches))
+        logits, q_all = member.d_model(
+            torch.cat(batches),
+            detach_q=not config.info_trains_body,
+            detach_last_q=bool(consistency) and not config.consistency_trains_body,
+            groups=len(batches),
+        )
         (real_logits, fake_logits, *_), (q_real, q_fake, *q_jittered) = (
             logits.chunk(len(batches)),
             q_all.chunk(len(batches)),

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--early-epochs", type=non_negative_int, default=0, help="epochs that use --early-consistency")
     add(
+        "--consistency-head-only",
+        dest="consistency_trains_body",
+        action="store_false",
+        help="the consistency term trains only Q's head, not D's body",
+    )
+    add(
         "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
     )
     add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
