@@ -160,6 +160,7 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--precision", "fp8"], "--precision: invalid choice"),
         (["--lr-g", "nan"], "--lr-g: must be a positive number"),
         (["--lambda-cont", "-1"], "--lambda-cont: must be a finite number >= 0"),
+        (["--jitter-degrees", "-5"], "--jitter-degrees: must be a finite number >= 0"),
         (["--categorical", "1"], "at least 2 categories"),  # a one-way "code" carries no information
         (["--early-epochs", "3"], "early consistency needs both a weight and a number of epochs"),
         (["--resume", "--out", "/nonexistent/run"], "is '/nonexistent/run' a run folder?"),
@@ -174,9 +175,10 @@ def test_cli_rejects_bad_arguments_with_a_message_and_exit_code_2(args, message,
 
 
 def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys):
-    assert main(["--dry-run", "--dataset", "synthetic", "--epochs", "3", "--out", str(tmp_path / "run")]) == 0
+    argv = ["--dataset", "synthetic", "--epochs", "3", "--jitter-pixels", "1", "--out", str(tmp_path / "run")]
+    assert main(["--dry-run", *argv]) == 0
     config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
-    assert (config.dataset, config.epochs, config.latent) == ("synthetic", 3, LatentSpec())
+    assert (config.dataset, config.epochs, config.jitter_pixels, config.latent) == ("synthetic", 3, 1.0, LatentSpec())
     assert not (tmp_path / "run").exists()
 
 
@@ -285,8 +287,10 @@ def test_the_consistency_term_changes_training_deterministically(tmp_path):
     plain = weights(train(small_config(tmp_path / "plain", steps=4, consistency=0.0)))
     first = weights(train(small_config(tmp_path / "first", steps=4, consistency=1.0)))
     again = weights(train(small_config(tmp_path / "again", steps=4, consistency=1.0)))
+    smaller = weights(train(small_config(tmp_path / "smaller", steps=4, jitter_degrees=7.5, jitter_pixels=1.0)))
     assert_same_weights(first, again)  # jitter draws come from the step's generator, as the codes do
-    assert any(not torch.equal(plain[k], first[k]) for k in plain if ".d." in f".{k}")
+    for other in (plain, smaller):  # the term and the size of its jitter both reach D
+        assert any(not torch.equal(other[k], first[k]) for k in plain if ".d." in f".{k}")
 
 
 def test_a_head_only_consistency_term_leaves_ds_body_as_no_term_would(tmp_path):

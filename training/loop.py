@@ -92,6 +92,8 @@ class TrainConfig:
     early_consistency: float | None = None  # the consistency weight of the first early_epochs epochs, if different
     early_epochs: int = 0
     consistency_trains_body: bool = True  # the consistency term also updates D's shared body, not only Q's head
+    jitter_degrees: float = 15.0  # the consistency term's copies: rotated by up to this much
+    jitter_pixels: float = 2.0  # and shifted by up to this much each way
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
     select: str = "information"  # the label-free criterion that picks the member to export (training.select)
@@ -258,7 +260,9 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             real = real_batch(images, orders[k], index, config.batch_size, ddp)
             draws = batch_rng(member.seed, ddp.rank, step)
             codes = latent.sample(config.batch_size, draws, device)
-            consistency = (jitter(real, draws), weight) if weight else None
+            consistency = None
+            if weight:
+                consistency = (jitter(real, draws, degrees=config.jitter_degrees, pixels=config.jitter_pixels), weight)
             member.losses = train_step(member, real, codes, config, autocast_dtype, consistency)
         step += 1
         progress.update(1)

@@ -82,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the consistency term trains only Q's head, not D's body",
     )
     add(
+        "--jitter-degrees",
+        type=non_negative_float,
+        default=defaults.jitter_degrees,
+        help="the consistency term rotates real images by up to this many degrees",
+    )
+    add(
+        "--jitter-pixels",
+        type=non_negative_float,
+        default=defaults.jitter_pixels,
+        help="and shifts them by up to this many pixels each way",
+    )
+    add(
         "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
     )
     add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
