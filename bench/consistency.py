@@ -27,7 +27,7 @@ from serve import print_header  # noqa: E402
 from models.checkpoint import load_population  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import category_logits  # noqa: E402
-from training.loop import CHECKPOINT_NAME  # noqa: E402
+from training.loop import CHECKPOINT_NAME, TrainConfig  # noqa: E402
 from training.losses import jitter  # noqa: E402
 
 MERGED = 0.2  # a category holding at least this share of two digits' test images merges them
@@ -40,11 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     print_header()
     test = load_dataset("mnist", "test")
-    jittered = jitter(test.images, torch.Generator().manual_seed(0))
     print("| member | categories holding two digits | jitter flips: all digits | KL | flips: merged digits |")
     print("| --- | --- | ---: | ---: | ---: |")
     for run in args.runs:
-        for k, member in enumerate(load_population(run / CHECKPOINT_NAME)):
+        members = load_population(run / CHECKPOINT_NAME)
+        size = TrainConfig.from_dict(members[0].meta["train_config"])  # the jitter this run trained with
+        jittered = jitter(test.images, torch.Generator().manual_seed(0), size)
+        for k, member in enumerate(members):
             before = F.log_softmax(category_logits(member.discriminator, member.latent, test.images), 1)
             after = F.log_softmax(category_logits(member.discriminator, member.latent, jittered), 1)
             category = before.argmax(1)

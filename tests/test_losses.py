@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models.latent import CategoricalCode, ContinuousCode, LatentBatch, LatentSpec
+from training.loop import TrainConfig
 from training.losses import (
     LOG_STD_LIMIT,
     consistency_loss,
@@ -91,17 +92,35 @@ def test_terms_sum_over_codes_and_average_over_the_batch():
 # --- consistency on jittered real images ---------------------------------------------------------
 
 
-def test_jitter_moves_ink_a_little_and_keeps_the_background() -> None:
+def a_bar() -> torch.Tensor:
     images = -torch.ones(8, 1, 28, 28)
-    images[:, :, 10:18, 12:16] = 1.0  # an upright bar
-    same = jitter(images, torch.Generator().manual_seed(0), degrees=0.0, pixels=0.0)
+    images[:, :, 10:18, 12:16] = 1.0  # an upright bar, 4 pixels wide
+    return images
+
+
+def test_jitter_moves_ink_a_little_and_keeps_the_background() -> None:
+    images = a_bar()
+    same = jitter(images, torch.Generator().manual_seed(0), TrainConfig(jitter_degrees=0.0, jitter_pixels=0.0))
     assert torch.allclose(same, images, atol=1e-5)
-    moved = jitter(images, torch.Generator().manual_seed(0))
+    moved = jitter(images, torch.Generator().manual_seed(0), TrainConfig())
     assert moved.shape == images.shape and moved.min() >= -1 - 1e-6 and moved.max() <= 1 + 1e-6
     assert (moved[:, :, :4] == -1).all()  # far from the bar, background stays background
     assert not torch.allclose(moved, images, atol=0.1)  # but the bar moved
-    again = jitter(images, torch.Generator().manual_seed(0))
+    again = jitter(images, torch.Generator().manual_seed(0), TrainConfig())
     assert torch.equal(moved, again)  # a function of the generator's state: resumes stay exact
+
+
+def test_nearest_resampling_moves_a_stroke_without_blurring_it() -> None:
+    images = a_bar()
+    shift_only = {"jitter_degrees": 0.0, "jitter_pixels": 2.0}
+    bilinear = jitter(images, torch.Generator().manual_seed(0), TrainConfig(**shift_only))
+    nearest = jitter(images, torch.Generator().manual_seed(0), TrainConfig(**shift_only, jitter_resample="nearest"))
+    assert not torch.equal(nearest, images)  # moved
+    assert set(nearest.unique().tolist()) <= {-1.0, 1.0}  # every pixel still ink or background
+    ink_per_row = (nearest[:, :, 12] > 0).sum(-1)  # a row through the bar's middle
+    assert (ink_per_row == 4).all()  # the stroke is as wide as before
+    grey = (bilinear > -0.99) & (bilinear < 0.99)
+    assert grey.any()  # a sub-pixel shift, bilinear: grey edges, a softer and wider-looking stroke
 
 
 def test_consistency_is_zero_for_agreeing_q_and_trains_only_the_jittered_side() -> None:

@@ -649,6 +649,15 @@ def test_the_checkpoint_picker_follows_the_files(browser: Browser, console: list
         console[:] = [text for text in console if "status of 422" not in text]
 
 
+# Records every sample grid the Training view shows, so a test need not race the run for them.
+SAMPLES_SHOWN = """() => {
+    window.samplesShown = [];
+    const grid = document.getElementById('run-sample');
+    new MutationObserver(() => window.samplesShown.push(grid.getAttribute('src')))
+        .observe(grid, {attributes: true, attributeFilter: ['src']});
+}"""
+
+
 def test_the_training_view_follows_a_run_as_it_trains(browser: Browser, console: list[str], tmp_path: Path) -> None:
     write_checkpoint(tmp_path / "mnist.safetensors")
     flags = ["--dataset", "synthetic", "--steps", "400", "--batch-size", "16", "--noise-dim", "8", "--g-fc", "32"]
@@ -658,6 +667,7 @@ def test_the_training_view_follows_a_run_as_it_trains(browser: Browser, console:
     settings = {"INFOGAN_POLL_S": "0.2", "INFOGAN_RUNS_DIR": str(tmp_path / "runs")}
     with explorer(tmp_path, **settings) as url, page_of(browser, url, console) as page:
         open_page(page)
+        page.evaluate(SAMPLES_SHOWN)
         train = subprocess.Popen(
             command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.DEVNULL
         )
@@ -671,11 +681,14 @@ def test_the_training_view_follows_a_run_as_it_trains(browser: Browser, console:
                 f".split(' ').length > {first}",
                 timeout=60_000,
             )
-            sample = page.get_attribute("#run-sample", "src")
-            page.wait_for_function(f"document.getElementById('run-sample').getAttribute('src') !== '{sample}'")
             expect(page.locator("#run-status")).to_contain_text("finished", timeout=120_000)
         finally:
             assert train.wait(timeout=120) == 0
+        # The sample grid followed the run to its newest grid, showing more than one on the way.
+        newest = sorted((tmp_path / "runs" / "live" / "samples").glob("step_*.png"))[-1].name
+        expect(page.locator("#run-sample")).to_have_attribute("src", re.compile(f"file={newest}$"))
+        shown = {re.search(r"file=(step_\d+\.png)", src)[1] for src in page.evaluate("window.samplesShown")}
+        assert len(shown) >= 2
         expect(page.locator("#run-progress")).to_have_js_property("value", 1)
         page.click("#explore-run")  # the run's checkpoint, in the explorer
         expect(page.locator("#checkpoint")).to_have_value("run:live", timeout=15_000)

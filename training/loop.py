@@ -94,6 +94,7 @@ class TrainConfig:
     consistency_trains_body: bool = True  # the consistency term also updates D's shared body, not only Q's head
     jitter_degrees: float = 15.0  # the consistency term's copies: rotated by up to this much
     jitter_pixels: float = 2.0  # and shifted by up to this much each way
+    jitter_resample: str = "bilinear"  # how the copies are resampled: "bilinear" (blurs a little) or "nearest"
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
     select: str = "information"  # the label-free criterion that picks the member to export (training.select)
@@ -262,7 +263,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             codes = latent.sample(config.batch_size, draws, device)
             consistency = None
             if weight:
-                consistency = (jitter(real, draws, degrees=config.jitter_degrees, pixels=config.jitter_pixels), weight)
+                consistency = (jitter(real, draws, config), weight)
             member.losses = train_step(member, real, codes, config, autocast_dtype, consistency)
         step += 1
         progress.update(1)

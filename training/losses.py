@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -79,16 +80,25 @@ def consistency_loss(latent: LatentSpec, q_real: torch.Tensor, q_jittered: torch
     return loss
 
 
-def jitter(
-    images: torch.Tensor, generator: torch.Generator, *, degrees: float = 15.0, pixels: float = 2.0
-) -> torch.Tensor:
-    """Each (B, C, H, W) image in [-1, 1] rotated by up to `degrees` and shifted by up to `pixels`
-    each way, at random from `generator` (a CPU generator, for exact resumes); background fills in."""
+class JitterSize(Protocol):
+    """How far `jitter` moves an image: a TrainConfig, or anything with these fields."""
+
+    jitter_degrees: float
+    jitter_pixels: float
+    jitter_resample: str  # "bilinear" or "nearest"
+
+
+def jitter(images: torch.Tensor, generator: torch.Generator, size: JitterSize) -> torch.Tensor:
+    """Each (B, C, H, W) image in [-1, 1] rotated by up to `size.jitter_degrees` and shifted by up
+    to `size.jitter_pixels` each way, at random from `generator` (a CPU generator, for exact
+    resumes); background fills in. Bilinear resampling blurs a stroke a little, so it also looks a
+    little thicker; nearest keeps each pixel's value and the stroke's width, with jagged edges."""
     batch, _, height, width = images.shape
-    angle = (torch.rand(batch, generator=generator) * 2 - 1) * math.radians(degrees)
-    shift = (torch.rand(batch, 2, generator=generator) * 2 - 1) * pixels * 2 / torch.tensor([width, height])
+    angle = (torch.rand(batch, generator=generator) * 2 - 1) * math.radians(size.jitter_degrees)
+    shift = (torch.rand(batch, 2, generator=generator) * 2 - 1) * size.jitter_pixels * 2 / torch.tensor([width, height])
     cos, sin = angle.cos(), angle.sin()
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
-    shifted = F.grid_sample(images + 1, grid, padding_mode="zeros", align_corners=False)  # background 0 after +1
+    ink = images + 1  # background 0, so the corners that come in from outside are background
+    shifted = F.grid_sample(ink, grid, size.jitter_resample, padding_mode="zeros", align_corners=False)
     return shifted - 1

@@ -91,7 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--jitter-pixels",
         type=non_negative_float,
         default=defaults.jitter_pixels,
-        help="and shifts them by up to this many pixels each way",
+        help="the consistency term shifts real images by up to this many pixels each way",
+    )
+    add(
+        "--jitter-resample",
+        choices=("bilinear", "nearest"),
+        default=defaults.jitter_resample,
+        help="how the consistency term resamples its rotated copies: bilinear blurs a stroke a little, "
+        "nearest keeps its width",
     )
     add(
         "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
