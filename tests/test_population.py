@@ -71,9 +71,50 @@ def test_export_picks_the_chosen_member_or_the_one_asked_for(tmp_path, capsys):
     assert "--member 2 is not one of its members 0..1" in capsys.readouterr().err
 
 
+# --- successive halving -------------------------------------------------------------------------
+
+
+def halving_config(out_dir, **changes):
+    """Three members, 8 steps an epoch (2048 synthetic images, batches of 256), halved after one."""
+    return small_config(out_dir, population=3, batch_size=256, halve_after=1, checkpoint_every=4, **changes)
+
+
+def test_halving_stops_the_least_informative_member_where_it_stood_and_chooses_among_the_rest(tmp_path):
+    path = train(halving_config(tmp_path / "run", steps=12))
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    information_at_8 = {r["member"]: r["information"] for r in records if r["step"] == 8 and "information" in r}
+    (dropped,) = next(r["dropped_members"] for r in records if "dropped_members" in r)
+    assert dropped == min(information_at_8, key=information_at_8.get)  # the least informative Q
+    members = load_population(path)
+    assert [m.meta.get("dropped_at") for m in members] == [8 if k == dropped else None for k in range(3)]
+    trained = [
+        r["step"] for r in records if r.get("member") == dropped and ("loss_d" in r or "categorical_accuracy" in r)
+    ]
+    assert max(trained) == 8  # no training, and no evaluation, after
+    stopped = train(small_config(tmp_path / "alone", steps=8, batch_size=256, seed=dropped))
+    assert_same_weights(member_weights(path, dropped), member_weights(stopped, 0))  # weights as they were then
+    assert read_metadata(path)["chosen_member"] != dropped
+
+
+def test_a_run_resumed_across_its_halving_halves_alike(tmp_path):
+    straight = train(halving_config(tmp_path / "straight", steps=12))
+    first = train(halving_config(tmp_path / "resumed", steps=8))  # ends exactly where halving comes
+    resumed = train(halving_config(tmp_path / "resumed", steps=12), resume=True)
+    assert first == resumed
+    assert [m.meta.get("dropped_at") for m in load_population(resumed)] == [
+        m.meta.get("dropped_at") for m in load_population(straight)
+    ]
+    for k in range(3):
+        assert_same_weights(member_weights(resumed, k), member_weights(straight, k))
+
+
 def test_population_arguments_are_checked_before_training(tmp_path, monkeypatch):
     result = run_cli("--population", "0", "--out", str(tmp_path / "zero"))
     assert result.returncode == 2 and "--population: must be a positive integer, got 0" in result.stderr
+    result = run_cli("--halve-after", "2", "--out", str(tmp_path / "alone"))  # nothing to halve
+    assert (
+        result.returncode == 2 and "halving needs a population of at least 2 (--population K), got 1" in result.stderr
+    )
 
     monkeypatch.setattr(loop, "free_memory", lambda device: 1 << 20)  # a device with 1 MiB free
     with pytest.raises(ValueError, match=r"population 4 needs at least .* GiB more .* 0.0 GiB free"):

@@ -97,6 +97,7 @@ class TrainConfig:
     jitter_resample: str = "bilinear"  # how the copies are resampled: "bilinear" (blurs a little) or "nearest"
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
+    halve_after: int | None = None  # epochs; then only the better half of the population trains on
     select: str = "information"  # the label-free criterion that picks the member to export (training.select)
     device: str = "auto"  # auto: cuda, then mps, then cpu
     precision: str = "auto"  # auto: bf16 autocast where native (see models.networks.compute_dtype); "fp32"; "bf16"
@@ -116,6 +117,8 @@ class TrainConfig:
                 "early consistency needs both a weight and a number of epochs (--early-consistency W "
                 f"--early-epochs N), got weight {self.early_consistency} for {self.early_epochs} epochs"
             )
+        if self.halve_after is not None and self.population < 2:
+            raise ValueError(f"halving needs a population of at least 2 (--population K), got {self.population}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -152,7 +155,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
 @dataclass
 class Member:
     """One model of a population: its seed, networks, optimisers, the views the step runs them
-    through (compiled, DDP-wrapped) and its latest losses and evaluation."""
+    through (compiled, DDP-wrapped), its latest losses and evaluation, and the step at which
+    halving stopped its training, if it did (it keeps its weights and its place in the file)."""
 
     seed: int
     generator: Generator
@@ -164,10 +168,13 @@ class Member:
     d_frozen: nn.Module  # D for G's step: no DDP wrapper, its weights' gradients are never needed
     evaluation: CheckpointMeta = field(default_factory=CheckpointMeta)
     losses: StepLosses | None = None
+    dropped_at: int | None = None
 
     def checkpoint(self, config: TrainConfig) -> Checkpoint:
         optimizers = {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()}
         meta: CheckpointMeta = {**self.evaluation, "seed": self.seed}
+        if self.dropped_at is not None:
+            meta["dropped_at"] = self.dropped_at
         return Checkpoint(
             config.latent, config.arch, self.generator, self.discriminator, meta, TrainingState(optimizers)
         )
@@ -232,6 +239,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             member.opt_g.load_state_dict(state.training.optimizers["g"])
             member.opt_d.load_state_dict(state.training.optimizers["d"])
             member.evaluation = {k: state.meta[k] for k in ("metrics", "category_labels") if k in state.meta}
+            member.dropped_at = state.meta.get("dropped_at")
         step = int(stored[0].meta["step"])
         trained_before = float(stored[0].meta.get("train_seconds", 0.0))
 
@@ -248,14 +256,19 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     bookkeeping = (config.log_every, eval_every, config.sample_every, config.checkpoint_every)
     orders: dict[int, torch.Tensor] = {}  # each member's order of the current epoch
     out_of_time = False
-    shown: dict[str, str] = {}  # the progress bar's latest losses and accuracy (of member 0)
+    shown: dict[str, str] = {}  # the progress bar's latest losses and accuracy (of the first member training)
 
     # Loop: every member takes one D step and one G step on its own batch; bookkeeping every so
     # many steps
     while step < total_steps and not out_of_time:
         epoch, index = divmod(step, steps_per_epoch)
+        if config.halve_after is not None and step == config.halve_after * steps_per_epoch:
+            dropped = halve(members, latent, images, step)  # after the step's checkpoint: a resume halves alike
+            log.write({"step": step, "dropped_members": dropped})
+            progress.write(f"step {step}: halving stops members {dropped} (lowest information)", file=sys.stderr)
         weight = consistency_weight(config, epoch)
-        for k, member in enumerate(members):
+        training = [(k, member) for k, member in enumerate(members) if member.dropped_at is None]
+        for k, member in training:
             if k not in orders or index == 0:
                 orders[k] = epoch_order(len(data), seed=member.seed, epoch=epoch).to(device)
             real = real_batch(images, orders[k], index, config.batch_size, ddp)
@@ -281,14 +294,14 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
         with clock.paused():
             seconds = clock.seconds()
             record = {"step": step, "total_steps": total_steps, "epoch": step / steps_per_epoch, "train_s": seconds}
-            for k, member in enumerate(members):
+            for k, member in training:
                 tag = {"member": k} if len(members) > 1 else {}
                 if step % config.log_every == 0 or done:
                     images_seen = (step - started_step) * config.batch_size * ddp.world_size  # this member's
                     rate = images_seen / max(seconds - trained_before, 1e-9)
                     losses = member.losses.as_floats()
                     log.write({**record, **tag, **losses, "images_per_s": rate})
-                    if k == 0:
+                    if k == training[0][0]:
                         shown.update({name: f"{value:.3f}" for name, value in losses.items()})
                 if step % eval_every == 0 or done:
                     accuracy, mapping = categorical_accuracy(member.discriminator, latent, test)
@@ -306,7 +319,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                         f"step {step} ({seconds:.0f} s of training): {who}categorical accuracy {accuracy:.4f}",
                         file=sys.stderr,
                     )
-                    if k == 0:
+                    if k == training[0][0]:
                         shown["acc"] = f"{accuracy:.3f}"
                 if step % config.sample_every == 0 or done:
                     name = f"step_{step:07d}.png" if len(members) == 1 else f"step_{step:07d}_member{k}.png"
@@ -334,19 +347,39 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     return checkpoint_path
 
 
+def halve(members: list[Member], latent: LatentSpec, images: torch.Tensor, step: int) -> list[int]:
+    """Stop training the half of the members still training whose Q is least informative on real
+    training images (H(E[p]) - E[H(p)]); returns their indices. Information this early does not
+    rank the members that learned the digit, but it puts the ones that merged two digits last
+    (README, "Successive halving")."""
+    training = [k for k, member in enumerate(members) if member.dropped_at is None]
+    scores = {
+        k: information(category_probabilities(members[k].discriminator, latent, images[:SELECTION_IMAGES]))
+        for k in training
+    }
+    dropped = sorted(sorted(training, key=scores.__getitem__)[: len(training) // 2])
+    for k in dropped:
+        members[k].dropped_at = step
+        members[k].evaluation.setdefault("metrics", {})["information"] = round(scores[k], 6)  # for the report
+    return dropped
+
+
 def select_member(members: list[Member], latent: LatentSpec, images: torch.Tensor, criterion: str) -> int:
-    """Score every member without labels on real training images, record the scores and what
-    each continuous code does in its metrics, and return the member `criterion` picks."""
-    scores = score_members([member.discriminator for member in members], latent, images[:SELECTION_IMAGES])
+    """Score the members still training (halving may have stopped some) without labels on real
+    training images, record the scores and what each continuous code does in their metrics, and
+    return the index of the member `criterion` picks."""
+    candidates = [k for k, member in enumerate(members) if member.dropped_at is None]
+    scores = score_members([members[k].discriminator for k in candidates], latent, images[:SELECTION_IMAGES])
     classifier = load_classifier() if tuple(images.shape[1:]) == CLASSIFIER_IMAGE else None
-    for member, score in zip(members, scores, strict=True):
+    for k, score in zip(candidates, scores, strict=True):
+        member = members[k]
         metrics = {**member.evaluation.get("metrics", {}), **score.as_metrics()}
         if classifier is not None:
             classifier.to(images.device)
             metrics["continuous"] = continuous_effects(member.generator, latent, classifier)
         member.evaluation["metrics"] = metrics
-    effects = [member.evaluation["metrics"].get("continuous") for member in members]
-    return choose(scores, criterion, effects if all(effects) else None)
+    effects = [members[k].evaluation["metrics"].get("continuous") for k in candidates]
+    return candidates[choose(scores, criterion, effects if all(effects) else None)]
 
 
 def selection_report(members: list[Member], chosen: int, criterion: str, exported: Path) -> str:
@@ -361,6 +394,8 @@ def selection_report(members: list[Member], chosen: int, criterion: str, exporte
             for name, effect in metrics.get("continuous", {}).items()
         )
         mark = "  <- chosen" if k == chosen else ""
+        if member.dropped_at is not None:
+            mark = f"  (halving stopped it at step {member.dropped_at})"
         lines.append(
             f"{k:>6} {member.seed:>6} {metrics['information']:>11.4f} {agreement:>9} "
             f"{metrics.get('categorical_accuracy', float('nan')):>8.4f}  {codes}{mark}"

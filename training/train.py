@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.population,
         help="members trained side by side, seeds SEED, SEED+1, ...; the best by a label-free criterion is exported",
     )
+    add(
+        "--halve-after",
+        type=positive_int,
+        default=None,
+        metavar="EPOCHS",
+        help="after this many epochs only the half of the population with the most informative Q trains on",
+    )
     add("--select", choices=CRITERIA, default=defaults.select, help="label-free criterion that picks the member")
     add("--device", default=defaults.device, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     add("--precision", choices=PRECISIONS, default=defaults.precision, help="auto: bf16 autocast where native")
