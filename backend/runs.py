@@ -87,13 +87,16 @@ def latest_sample(folder: Path) -> tuple[str, bytes] | None:
 
 
 def describe_run(name: str, folder: Path, now: float | None = None) -> RunInfo:
-    """A run's entry in /api/runs; its losses and accuracy are member 0's in a population."""
+    """A run's entry in /api/runs; its losses and accuracy are, in a population, those of the
+    first member still training (halving may have stopped member 0)."""
     records = read_log(folder)
     now = time.time() if now is None else now
     last = records[-1] if records else {}
-    first_member = [r for r in records if r.get("member", 0) == 0]
-    losses, evaluation = _latest(first_member, "loss_d"), _latest(first_member, "categorical_accuracy")
     members = sorted({r["member"] for r in records if isinstance(r.get("member"), int)})
+    stopped = _stopped(records)
+    headline = next((k for k in members if k not in stopped), 0)
+    first_member = [r for r in records if r.get("member", 0) == headline]
+    losses, evaluation = _latest(first_member, "loss_d"), _latest(first_member, "categorical_accuracy")
     return RunInfo(
         name=name,
         state=_state(folder, records, now),
@@ -105,7 +108,7 @@ def describe_run(name: str, folder: Path, now: float | None = None) -> RunInfo:
         categorical_accuracy=evaluation.get("categorical_accuracy"),
         chosen_member=last.get("chosen_member"),
         sample=next((path.name for path in reversed(samples(folder))), None),
-        members=[_member(k, records) for k in members],
+        members=[_member(k, records, stopped.get(k)) for k in members],
         updated=last.get("time"),
     )
 
@@ -139,7 +142,12 @@ def _state(
     return "stopped" if (folder / "checkpoint.safetensors").is_file() else "failed"
 
 
-def _member(k: int, records: list[dict[str, Any]]) -> MemberInfo:
+def _stopped(records: list[dict[str, Any]]) -> dict[int, int]:
+    """The step at which halving (`--halve-after`) stopped each member it stopped."""
+    return {k: r["step"] for r in records for k in r.get("dropped_members", ())}
+
+
+def _member(k: int, records: list[dict[str, Any]], stopped_at: int | None) -> MemberInfo:
     own = [r for r in records if r.get("member") == k]
     evaluation = _latest(own, "categorical_accuracy")
     return MemberInfo(
@@ -147,6 +155,7 @@ def _member(k: int, records: list[dict[str, Any]]) -> MemberInfo:
         losses=_losses(_latest(own, "loss_d")),
         categorical_accuracy=evaluation.get("categorical_accuracy"),
         information=evaluation.get("information"),
+        stopped_at=stopped_at,
     )
 
 

@@ -230,6 +230,7 @@ class MemberInfo(BaseModel):
     losses: dict[str, float] = Field(description="latest loss_d, loss_g, info_cat, info_cont")
     categorical_accuracy: float | None = Field(None, description="latest, on the test images (needs labels)")
     information: float | None = Field(None, description="latest label-free criterion (training/select.py)")
+    stopped_at: int | None = Field(None, description="the step at which halving stopped its training, if it did")
 
 
 class RunInfo(BaseModel):

@@ -8,6 +8,7 @@ storage) and fails if the page logged an error to the console or threw.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -695,6 +696,26 @@ def test_the_training_view_follows_a_run_as_it_trains(browser: Browser, console:
         settled(page, 0)
         assert "checkpoint=run%3Alive" in page.url or "checkpoint=run:live" in page.url
         page.locator("#training").screenshot(path=ARTIFACTS / "page-training.png")
+
+
+def test_the_training_view_marks_members_that_halving_stopped(browser: Browser, console: list[str], tmp_path) -> None:
+    write_checkpoint(tmp_path / "mnist.safetensors")
+    log = tmp_path / "runs" / "halved" / "log.jsonl"
+    log.parent.mkdir(parents=True)
+    records = [
+        {"step": 10, "train_s": 1.0, "member": 0, "loss_d": 1.5, "categorical_accuracy": 0.6, "information": 2.0},
+        {"step": 10, "train_s": 1.0, "member": 1, "loss_d": 1.4, "categorical_accuracy": 0.8, "information": 2.1},
+        {"step": 10, "dropped_members": [0]},
+        {"step": 20, "train_s": 2.0, "member": 1, "loss_d": 1.3, "categorical_accuracy": 0.9, "information": 2.2},
+        {"step": 20, "train_s": 2.0, "chosen_member": 1, "criterion": "information"},
+    ]
+    log.write_text("".join(json.dumps(record) + "\n" for record in records))
+    with explorer(tmp_path) as url, page_of(browser, url, console) as page:
+        open_page(page)
+        rows = page.locator("#members tbody tr")
+        expect(rows.nth(0)).to_contain_text("0 (stopped at step 10)")
+        expect(rows.nth(1)).to_contain_text("1 (chosen)")
+        expect(page.locator("#run-status")).to_contain_text("accuracy 90.0%")  # member 1's, still training
 
 
 def test_messages_can_be_dismissed(page: Page) -> None:

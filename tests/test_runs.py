@@ -62,6 +62,19 @@ def test_a_run_entry_has_the_latest_figures_and_each_members(tmp_path: Path) -> 
     ]
 
 
+def test_a_member_halving_stopped_is_marked_and_the_run_shows_the_first_still_training(tmp_path: Path) -> None:
+    records = [
+        {"time": OLD + 11, "step": 10, "member": 0, "categorical_accuracy": 0.6, "information": 2.0},
+        {"time": OLD + 11, "step": 10, "member": 1, "categorical_accuracy": 0.8, "information": 2.1},
+        {"time": OLD + 12, "step": 10, "dropped_members": [0]},
+        losses(20, member=1, loss_d=0.7),
+        {"time": OLD + 21, "step": 20, "member": 1, "categorical_accuracy": 0.9, "information": 2.2},
+    ]
+    run = describe_run("halved", run_folder(tmp_path, "halved", records))
+    assert [(m.member, m.stopped_at) for m in run.members] == [(0, 10), (1, None)]
+    assert (run.categorical_accuracy, run.losses["loss_d"]) == (0.9, 0.7)  # member 1's, not the stopped 0's
+
+
 def test_a_log_line_being_written_is_left_out_until_it_is_whole(tmp_path: Path) -> None:
     folder = run_folder(tmp_path, "run", [losses(10)])
     with (folder / "log.jsonl").open("a") as log:

@@ -73,7 +73,7 @@ export class Training {
     const sample = this.$("#run-sample");
     sample.hidden = !run.sample;
     if (run.sample) sample.src = `${api.runPath(name)}/samples/latest?file=${run.sample}`; // a new file, a new URL
-    this.#showCurves();
+    this.#showCurves(run);
     this.#showMembers(run);
   }
 
@@ -90,8 +90,10 @@ export class Training {
     this.$("#explore-run").disabled = !run.step;
   }
 
-  #showCurves() {
-    const first = this.#records.filter((r) => (r.member ?? 0) === 0);
+  #showCurves(run) {
+    // in a population, the first member still training: halving may have stopped member 0
+    const headline = run.members.find((m) => m.stopped_at == null)?.member ?? 0;
+    const first = this.#records.filter((r) => (r.member ?? 0) === headline);
     const losses = Object.entries(LOSSES).map(([key, label], i) => ({
       label,
       colour: COLOURS[i],
@@ -112,9 +114,10 @@ export class Training {
     const rows = run.members.map((m) => {
       const row = document.createElement("tr");
       const chosen = run.chosen_member === m.member ? " (chosen)" : "";
+      const stopped = m.stopped_at == null ? "" : ` (stopped at step ${m.stopped_at})`;
       const accuracy = m.categorical_accuracy == null ? "–" : (m.categorical_accuracy * 100).toFixed(1) + "%";
       const information = m.information == null ? "–" : m.information.toFixed(3);
-      for (const text of [`${m.member}${chosen}`, accuracy, information, m.losses.loss_d?.toFixed(3) ?? "–"]) {
+      for (const text of [`${m.member}${chosen}${stopped}`, accuracy, information, m.losses.loss_d?.toFixed(3) ?? "–"]) {
         row.append(Object.assign(document.createElement("td"), { textContent: text }));
       }
       return row;
