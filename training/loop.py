@@ -263,9 +263,10 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     while step < total_steps and not out_of_time:
         epoch, index = divmod(step, steps_per_epoch)
         if config.halve_after is not None and step == config.halve_after * steps_per_epoch:
-            dropped = halve(members, latent, images, step)  # after the step's checkpoint: a resume halves alike
+            dropped = halve(members, latent, images, step)  # every process: the same weights, the same choice
             log.write({"step": step, "dropped_members": dropped})
-            progress.write(f"step {step}: halving stops members {dropped} (lowest information)", file=sys.stderr)
+            if ddp.is_main:
+                progress.write(f"step {step}: halving stops members {dropped} (lowest information)", file=sys.stderr)
         weight = consistency_weight(config, epoch)
         training = [(k, member) for k, member in enumerate(members) if member.dropped_at is None]
         for k, member in training:
