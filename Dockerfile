@@ -4,7 +4,7 @@
 # CLI both import /app and the image holds one copy of the code and of the shipped model.
 # TORCH_INDEX picks the torch wheel: PyTorch's CPU index by default (the default PyPI wheel
 # brings gigabytes of CUDA). Compose's `train` service builds a CUDA variant with it and
-# WITH_COMPILER=1: torch.compile (`--compile auto` is on for CUDA) needs a C compiler at run time.
+# WITH_COMPILER=1: torch.compile (`--compile on`) needs a C compiler at run time.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

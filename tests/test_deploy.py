@@ -77,7 +77,7 @@ def test_the_images_take_their_torch_index_from_the_environment() -> None:
 
 
 def test_the_train_image_can_compile() -> None:
-    """`--compile auto` compiles on CUDA, and torch.compile builds C at run time: the train image has gcc."""
+    """`--compile on` works in the train image: torch.compile builds C at run time, so it has gcc."""
     assert "--compile" not in TRAIN["command"][2]  # the default, auto
     assert TRAIN["build"]["args"]["WITH_COMPILER"] == "1" and dockerfile_arg("WITH_COMPILER") == "0"
     assert 'if [ "$WITH_COMPILER" = 1 ]' in DOCKERFILE and "gcc g++" in DOCKERFILE

@@ -120,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--select", choices=CRITERIA, default=defaults.select, help="label-free criterion that picks the member")
     add("--device", default=defaults.device, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     add("--precision", choices=PRECISIONS, default=defaults.precision, help="auto: bf16 autocast where native")
-    add("--compile", choices=COMPILE_SETTINGS, default=defaults.compile, help="torch.compile; auto: on CUDA only")
+    add(
+        "--compile",
+        choices=COMPILE_SETTINGS,
+        default=defaults.compile,
+        help="torch.compile; auto: off (measured no faster on a CPU or an H200)",
+    )
     add("--minutes", type=positive_float, default=None, help="stop after this much training time")
     add("--noise-dim", type=non_negative_int, default=defaults.latent.noise_dim, help="size of the noise z")
     add("--noise-prior", choices=("uniform", "normal"), default=defaults.latent.noise_prior, help="the noise's prior")

@@ -1,0 +1,112 @@
+"""Issue 11's GPU figures in one pass: how fast one member, a population and separate runs train
+on one GPU, and the time to a chosen model with the population command a GPU user would run.
+
+    python bench/gpu.py                       # about 8 minutes on one H100 or H200
+    python bench/gpu.py --quick --dataset synthetic --population 2   # checks the script on any machine
+
+First (the figure that matters most) `--population K --halve-after 2` for the full 8 epochs,
+timed from start to exported model, with every member's accuracy and the chosen one. Then speed:
+(a) one member alone, with torch.compile (the CUDA default) and without; (b) one `--population K`
+process; (c) K separate processes at once on the same GPU. Each trains `--steps` steps; the figure
+is member-steps per second of training clock (each log's `train_s`, so compiling before the first
+loss record, evaluation and saving are excluded). Figures, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from population import REPO, command, run_all  # noqa: E402
+from seeds import read_log  # noqa: E402
+from serve import print_header  # noqa: E402
+
+
+def member_steps_per_s(records: list[dict], members: int) -> float:
+    """Member-steps per second of training clock between the first and the last loss record."""
+    losses = [r for r in records if "loss_d" in r]
+    first, last = losses[0], losses[-1]
+    return members * (last["step"] - first["step"]) / (last["train_s"] - first["train_s"])
+
+
+def full_run(out: Path, population: int, seed: int, dataset: str, epochs: int) -> None:
+    """The population a GPU user would train, timed from start to exported model; its own
+    selection report is copied to stdout."""
+    argv = [sys.executable, "-m", "training.train", "--dataset", dataset, "--epochs", str(epochs)]
+    argv += ["--population", str(population), "--halve-after", "2", "--seed", str(seed), "--out", str(out)]
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    finished = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    (out / "stdout.txt").write_text(finished.stdout)
+    (out / "stderr.txt").write_text(finished.stderr)
+    if finished.returncode != 0:
+        raise SystemExit(f"the population run failed:\n{finished.stderr[-3000:]}")
+    records = read_log(out / "log.jsonl")
+    halving = next(r["step"] for r in records if "dropped_members" in r)
+    before = [r for r in records if "loss_d" in r and r["step"] <= halving]
+    accuracy = {r["member"]: r["categorical_accuracy"] for r in records if "categorical_accuracy" in r}
+    chosen = next(r["chosen_member"] for r in records if "chosen_member" in r)
+    train_s = max(r["train_s"] for r in records if "train_s" in r)
+    print(f"\n## --population {population} --halve-after 2, seeds {seed}..{seed + population - 1}, {epochs} epochs")
+    print(finished.stdout.strip())
+    if len({r["step"] for r in before}) > 1:
+        rate = member_steps_per_s(before, population)
+        print(f"member-steps/s with {population} members (before halving): {rate:.0f}")
+    print(f"wall clock, start to exported model: {wall:.0f} s (training clock {train_s:.0f} s)")
+    finals = sorted(accuracy.values())
+    print(f"final accuracy per member (sorted): {' '.join(f'{a:.3f}' for a in finals)}")
+    print(f"chosen member {chosen}: accuracy {accuracy[chosen]:.4f}; members >= 0.97: {sum(a >= 0.97 for a in finals)}")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--population", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=300, help="steps of each speed run")
+    parser.add_argument("--seed", type=int, default=100, help="first seed of the full population run")
+    parser.add_argument("--dataset", default="mnist", help="synthetic: a quick check that the bench runs")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "gpu", help="where the full run is kept")
+    parser.add_argument("--quick", action="store_true", help="few steps and 3 epochs")
+    parser.add_argument("--no-full", dest="full", action="store_false", help="the speed table only")
+    args = parser.parse_args(argv)
+    steps, epochs = (60, 3) if args.quick else (args.steps, 8)
+    k = args.population
+    print_header()
+    if args.full:
+        full_run(args.out, k, args.seed, args.dataset, epochs)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        data = ["--dataset", args.dataset]
+        runs = [
+            ("one member, torch.compile (default)", [folder / "lone"], [[]]),
+            ("one member, --compile off", [folder / "eager"], [["--compile", "off"]]),
+            (f"{k} processes at once", [folder / f"seed{s}" for s in range(k)], [["--seed", str(s)] for s in range(k)]),
+            (f"one process, --population {k}", [folder / "population"], [["--population", str(k)]]),
+        ]
+        for name, outs, options in runs:
+            started = time.perf_counter()
+            run_all(
+                [command(out, steps, *data, *o) for out, o in zip(outs, options, strict=True)],
+                threads=1 if len(outs) > 1 else 4,
+            )
+            members = k if "--population" in options[0] else 1
+            rate = sum(member_steps_per_s(read_log(out / "log.jsonl"), members) for out in outs)
+            rows.append((name, rate, time.perf_counter() - started))
+            print(f"{name}: {rate:.0f} member-steps/s", flush=True)
+    print(f"\n| {steps} steps, batch 128 | member-steps/s | against one member | wall clock of the bench step |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, rate, wall in rows:
+        print(f"| {name} | {rate:.0f} | {rate / rows[0][1]:.2f} | {wall:.0f} s |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
