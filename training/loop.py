@@ -268,7 +268,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             if ddp.is_main:
                 progress.write(f"step {step}: halving stops members {dropped} (lowest information)", file=sys.stderr)
         weight = consistency_weight(config, epoch)
-        training = [(k, member) for k, member in enumerate(members) if member.dropped_at is None]
+        training = [(k, members[k]) for k in still_training(members)]
         for k, member in training:
             if k not in orders or index == 0:
                 orders[k] = epoch_order(len(data), seed=member.seed, epoch=epoch).to(device)
@@ -348,12 +348,17 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     return checkpoint_path
 
 
+def still_training(members: list[Member]) -> list[int]:
+    """The indices of the members that halving has not stopped."""
+    return [k for k, member in enumerate(members) if member.dropped_at is None]
+
+
 def halve(members: list[Member], latent: LatentSpec, images: torch.Tensor, step: int) -> list[int]:
     """Stop training the half of the members still training whose Q is least informative on real
     training images (H(E[p]) - E[H(p)]); returns their indices. Information this early does not
     rank the members that learned the digit, but it puts the ones that merged two digits last
     (README, "Successive halving")."""
-    training = [k for k, member in enumerate(members) if member.dropped_at is None]
+    training = still_training(members)
     scores = {
         k: information(category_probabilities(members[k].discriminator, latent, images[:SELECTION_IMAGES]))
         for k in training
@@ -369,7 +374,7 @@ def select_member(members: list[Member], latent: LatentSpec, images: torch.Tenso
     """Score the members still training (halving may have stopped some) without labels on real
     training images, record the scores and what each continuous code does in their metrics, and
     return the index of the member `criterion` picks."""
-    candidates = [k for k, member in enumerate(members) if member.dropped_at is None]
+    candidates = still_training(members)
     scores = score_members([members[k].discriminator for k in candidates], latent, images[:SELECTION_IMAGES])
     classifier = load_classifier() if tuple(images.shape[1:]) == CLASSIFIER_IMAGE else None
     for k, score in zip(candidates, scores, strict=True):
