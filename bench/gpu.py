@@ -23,16 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from population import REPO, command, run_all  # noqa: E402
+from population import REPO, command, member_steps_per_s, run_all  # noqa: E402
 from seeds import read_log  # noqa: E402
 from serve import print_header  # noqa: E402
-
-
-def member_steps_per_s(records: list[dict], members: int) -> float:
-    """Member-steps per second of training clock between the first and the last loss record."""
-    losses = [r for r in records if "loss_d" in r]
-    first, last = losses[0], losses[-1]
-    return members * (last["step"] - first["step"]) / (last["train_s"] - first["train_s"])
 
 
 def full_run(out: Path, population: int, seed: int, dataset: str, epochs: int) -> None:
@@ -57,7 +50,7 @@ def full_run(out: Path, population: int, seed: int, dataset: str, epochs: int) -
     print(f"\n## --population {population} --halve-after 2, seeds {seed}..{seed + population - 1}, {epochs} epochs")
     print(finished.stdout.strip())
     if len({r["step"] for r in before}) > 1:
-        rate = member_steps_per_s(before, population)
+        rate = member_steps_per_s(before)
         print(f"member-steps/s with {population} members (before halving): {rate:.0f}")
     print(f"wall clock, start to exported model: {wall:.0f} s (training clock {train_s:.0f} s)")
     finals = sorted(accuracy.values())
@@ -86,23 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(scratch)
         data = ["--dataset", args.dataset]
         runs = [
-            ("one member, --compile on", 1, [folder / "compiled"], [["--compile", "on"]]),
-            ("one member, --compile off (the default)", 1, [folder / "eager"], [[]]),
-            (
-                f"{k} processes at once",
-                1,
-                [folder / f"seed{s}" for s in range(k)],
-                [["--seed", str(s)] for s in range(k)],
-            ),
-            (f"one process, --population {k}", k, [folder / "population"], [["--population", str(k)]]),
+            ("one member, --compile on", [folder / "compiled"], [["--compile", "on"]]),
+            ("one member, --compile off (the default)", [folder / "eager"], [[]]),
+            (f"{k} processes at once", [folder / f"seed{s}" for s in range(k)], [["--seed", str(s)] for s in range(k)]),
+            (f"one process, --population {k}", [folder / "population"], [["--population", str(k)]]),
         ]
-        for name, members, outs, options in runs:
+        for name, outs, options in runs:
             started = time.perf_counter()
             run_all(
                 [command(out, steps, *data, *o) for out, o in zip(outs, options, strict=True)],
                 threads=1 if len(outs) > 1 else 4,
             )
-            rate = sum(member_steps_per_s(read_log(out / "log.jsonl"), members) for out in outs)
+            rate = sum(member_steps_per_s(read_log(out / "log.jsonl")) for out in outs)
             rows.append((name, rate, time.perf_counter() - started))
             print(f"{name}: {rate:.0f} member-steps/s", flush=True)
     print(f"\n| {steps} steps, batch 128 | member-steps/s | against one member | wall clock of the bench step |")

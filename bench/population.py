@@ -43,12 +43,17 @@ def run_all(commands: list[list[str]], threads: int) -> None:
             raise SystemExit(f"a training run failed:\n{errors.decode()[-2000:]}")
 
 
+def member_steps_per_s(records: list[dict]) -> float:
+    """Member-steps per second of training clock between the first and the last loss record,
+    counting the members that logged losses."""
+    losses = [r for r in records if "loss_d" in r]
+    members = len({r.get("member", 0) for r in losses})
+    first, last = losses[0], losses[-1]
+    return members * (last["step"] - first["step"]) / (last["train_s"] - first["train_s"])
+
+
 def member_images_per_s(run: Path, batch_size: int) -> float:
-    """Member-images per second of training clock between the first and the last loss record."""
-    records = [r for r in read_log(run / "log.jsonl") if "loss_d" in r]
-    members = len({r.get("member", 0) for r in records})
-    first, last = records[0], records[-1]
-    return members * (last["step"] - first["step"]) * batch_size / (last["train_s"] - first["train_s"])
+    return member_steps_per_s(read_log(run / "log.jsonl")) * batch_size
 
 
 def main(argv: list[str] | None = None) -> int:
