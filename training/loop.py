@@ -17,8 +17,9 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import CLASSIFIER_IMAGE, categorical_accuracy, continuous_effects
 from training.export import serving_checkpoint
+from training.graphs import GraphedStep
 from training.losses import (
     InformationLoss,
     consistency_loss,
@@ -62,6 +64,7 @@ BOARD_SCALARS = {"loss_d", "loss_g", "info_cat", "info_cont", "images_per_s", "c
 SELECTION_IMAGES = 10_000  # real training images the label-free criteria read
 SELECTION_METRICS = ("information", "agreement", "continuous")  # logged for every member at the end
 COMPILE_SETTINGS = ("auto", "on", "off")
+GRAPH_SETTINGS = ("auto", "on", "off")
 
 
 # Named recipes: the option values each sets; options given on the command line win. "paper" is
@@ -102,6 +105,8 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda, then mps, then cpu
     precision: str = "auto"  # auto: bf16 autocast where native (see models.networks.compute_dtype); "fp32"; "bf16"
     compile: str = "auto"  # torch.compile the networks: "on", "off"; auto: off (no gain on our CPU or an H200)
+    cuda_graphs: str = "auto"  # each member's step replayed as a CUDA graph: "on", "off"; auto: where possible
+    graph_streams: int = 8  # CUDA streams a population's graphs replay on, so members' small kernels overlap
     minutes: float | None = None  # stop after this much training time (evaluation and saving not counted)
     log_every: int = 50
     sample_every: int = 500
@@ -117,6 +122,8 @@ class TrainConfig:
                 "early consistency needs both a weight and a number of epochs (--early-consistency W "
                 f"--early-epochs N), got weight {self.early_consistency} for {self.early_epochs} epochs"
             )
+        if self.graph_streams < 1:
+            raise ValueError(f"graph_streams must be at least 1, got {self.graph_streams}")
         if self.halve_after is not None and self.population < 2:
             raise ValueError(f"halving needs a population of at least 2 (--population K), got {self.population}")
 
@@ -169,6 +176,20 @@ class Member:
     evaluation: CheckpointMeta = field(default_factory=CheckpointMeta)
     losses: StepLosses | None = None
     dropped_at: int | None = None
+    graphed: GraphedStep[StepBatch, StepLosses] | None = None  # the step as a CUDA graph, captured at first use
+    graphed_weight: float = 0.0  # the consistency weight it was captured with
+
+    def step(self, batch: StepBatch, config: TrainConfig, autocast_dtype: torch.dtype, graphs: bool) -> None:
+        """One training step on `batch`, replayed from a CUDA graph with `graphs` (captured again
+        when the consistency weight changes, which changes the step's arithmetic)."""
+        if not graphs:
+            self.losses = train_step(self, batch, config, autocast_dtype)
+            return
+        if self.graphed is None or self.graphed_weight != batch.consistency:
+            networks, optimizers = (self.generator, self.discriminator), (self.opt_g, self.opt_d)
+            step = partial(train_step, self, config=config, autocast_dtype=autocast_dtype)
+            self.graphed, self.graphed_weight = GraphedStep(step, batch, networks, optimizers), batch.consistency
+        self.losses = self.graphed(batch)
 
     def checkpoint(self, config: TrainConfig) -> Checkpoint:
         optimizers = {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()}
@@ -178,6 +199,21 @@ class Member:
         return Checkpoint(
             config.latent, config.arch, self.generator, self.discriminator, meta, TrainingState(optimizers)
         )
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One member's inputs to one training step, on the device."""
+
+    real: torch.Tensor  # (B, C, H, W) real images in [-1, 1]
+    g_input: torch.Tensor  # (B, input_dim): G's input for the fakes, built from `codes`
+    codes: LatentBatch  # the codes the information term asks Q to recover
+    jittered: torch.Tensor | None  # rotated and shifted copies of `real`, for the consistency term
+    consistency: float  # that term's weight; 0 turns it off
+
+    def tensors(self) -> list[torch.Tensor]:
+        jittered = [self.jittered] if self.jittered is not None else []
+        return [self.real, self.g_input, self.codes.z, self.codes.c_cat, self.codes.c_cont, *jittered]
 
 
 @dataclass
@@ -222,6 +258,8 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     members = [build_member(config, config.seed, device, ddp)]
     check_population_fits(config.population, members[0], device)
     members += [build_member(config, config.seed + k, device, ddp) for k in range(1, config.population)]
+    graphs = use_cuda_graphs(config, device, ddp)
+    streams = [torch.cuda.Stream(device) for _ in range(config.graph_streams)] if graphs and len(members) > 1 else []
 
     # Resume: weights, optimiser states, step, clock and latest evaluations from the checkpoint
     step, trained_before = 0, 0.0
@@ -269,16 +307,17 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                 progress.write(f"step {step}: halving stops members {dropped} (lowest information)", file=sys.stderr)
         weight = consistency_weight(config, epoch)
         training = [(k, members[k]) for k in still_training(members)]
-        for k, member in training:
-            if k not in orders or index == 0:
-                orders[k] = epoch_order(len(data), seed=member.seed, epoch=epoch).to(device)
-            real = real_batch(images, orders[k], index, config.batch_size, ddp)
-            draws = batch_rng(member.seed, ddp.rank, step)
-            codes = latent.sample(config.batch_size, draws, device)
-            consistency = None
-            if weight:
-                consistency = (jitter(real, draws, config), weight)
-            member.losses = train_step(member, real, codes, config, autocast_dtype, consistency)
+        for stream in streams:
+            stream.wait_stream(torch.cuda.current_stream(device))
+        for i, (k, member) in enumerate(training):
+            with torch.cuda.stream(streams[i % len(streams)]) if streams else nullcontext():
+                if k not in orders or index == 0:
+                    orders[k] = epoch_order(len(data), seed=member.seed, epoch=epoch).to(device)
+                real = real_batch(images, orders[k], index, config.batch_size, ddp)
+                batch = step_batch(real, batch_rng(member.seed, ddp.rank, step), weight, config)
+                member.step(batch, config, autocast_dtype, graphs)
+        for stream in streams:
+            torch.cuda.current_stream(device).wait_stream(stream)
         step += 1
         progress.update(1)
         if config.minutes is not None and step % config.log_every == 0:
@@ -418,9 +457,11 @@ def build_member(config: TrainConfig, seed: int, device: torch.device, ddp: Dist
     generator.to(device).train()
     discriminator.to(device).train()
     fused = device.type in ("cuda", "cpu")  # one kernel for the whole update: 1.12x a CPU step
-    betas = (config.beta1, config.beta2)
-    opt_g = torch.optim.Adam(generator.parameters(), config.lr_g, betas=betas, fused=fused)
-    opt_d = torch.optim.Adam(discriminator.parameters(), config.lr_d, betas=betas, fused=fused)
+    adam = partial(torch.optim.Adam, betas=(config.beta1, config.beta2), fused=fused)
+    if use_cuda_graphs(config, device, ddp):
+        adam = partial(adam, capturable=True)  # its step count stays on the device, where a graph can count
+    opt_g = adam(generator.parameters(), config.lr_g)
+    opt_d = adam(discriminator.parameters(), config.lr_d)
 
     maybe_compile = torch.compile if use_compile(config.compile) else lambda module: module
     # G's step runs D with D's weights frozen: their gradients would be thrown away, so skipping
@@ -443,27 +484,32 @@ def consistency_weight(config: TrainConfig, epoch: int) -> float:
     return config.consistency
 
 
-def train_step(
-    member: Member,
-    real: torch.Tensor,
-    codes: LatentBatch,
-    config: TrainConfig,
-    autocast_dtype: torch.dtype,
-    consistency: tuple[torch.Tensor, float] | None = None,
-) -> StepLosses:
-    """One D step and one G step of `member` on a batch of real images and the codes for its
-    fakes; with `consistency`, (jittered copies of the real images, a weight), that term too."""
-    latent, device_type, use_autocast = config.latent, real.device.type, autocast_dtype != torch.float32
+def step_batch(real: torch.Tensor, draws: torch.Generator, weight: float, config: TrainConfig) -> StepBatch:
+    """A step's inputs for a member's batch of real images: codes from `draws`, and jittered
+    copies of the images when the consistency term is on (`weight` > 0). G's input is built on
+    the CPU, where checking the category indices costs no wait for the device."""
+    codes = config.latent.sample(config.batch_size, draws)
+    g_input = config.latent.build_input(codes).to(real.device)
+    codes = LatentBatch(*(part.to(real.device) for part in (codes.z, codes.c_cat, codes.c_cont)))
+    jittered = jitter(real, draws, config) if weight else None
+    return StepBatch(real, g_input, codes, jittered, weight)
+
+
+def train_step(member: Member, batch: StepBatch, config: TrainConfig, autocast_dtype: torch.dtype) -> StepLosses:
+    """One D step and one G step of `member` on `batch`: real images, the codes of its fakes and,
+    when that term is on, the jittered copies of the real images."""
+    latent, device_type, use_autocast = config.latent, batch.real.device.type, autocast_dtype != torch.float32
+    real, codes, consistency = batch.real, batch.codes, batch.consistency > 0
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=use_autocast):
-        fake = member.g_model(latent.build_input(codes))
+        fake = member.g_model(batch.g_input)
 
         # (1) Update D and Q: maximize log D(x) + log(1 - D(G(z, c))) + lambda * L_I(G, Q)
         # real and fake in one pass (batch norms still see them apart): bigger, faster matmuls
-        batches = [real, fake.detach()] + ([consistency[0]] if consistency else [])
+        batches = [real, fake.detach()] + ([batch.jittered] if consistency else [])
         logits, q_all = member.d_model(
             torch.cat(batches),
             detach_q=not config.info_trains_body,
-            detach_last_q=bool(consistency) and not config.consistency_trains_body,
+            detach_last_q=consistency and not config.consistency_trains_body,
             groups=len(batches),
         )
         (real_logits, fake_logits, *_), (q_real, q_fake, *q_jittered) = (
@@ -473,7 +519,7 @@ def train_step(
         info_d = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
         loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
         if consistency:
-            loss_d = loss_d + consistency[1] * consistency_loss(latent, q_real, q_jittered[0])
+            loss_d = loss_d + batch.consistency * consistency_loss(latent, q_real, q_jittered[0])
     member.opt_d.zero_grad(set_to_none=True)
     (loss_d + info_d.weighted(config.lambda_cat, config.lambda_cont)).backward()
     member.opt_d.step()
@@ -488,7 +534,10 @@ def train_step(
     member.opt_g.zero_grad(set_to_none=True)
     (loss_g + info_g.weighted(config.lambda_cat, config.lambda_cont)).backward()
     member.opt_g.step()
-    return StepLosses(loss_d, loss_g, info_g)
+    # detached: a loss that kept this step's autograd graph alive would keep its gradient
+    # accumulators too, on the stream that made them, into the next capture's warm-up
+    info = InformationLoss(info_g.categorical.detach(), info_g.continuous.detach())
+    return StepLosses(loss_d.detach(), loss_g.detach(), info)
 
 
 def check_population_fits(population: int, first: Member, device: torch.device) -> None:
@@ -562,6 +611,21 @@ def use_compile(setting: str) -> bool:
     if setting not in COMPILE_SETTINGS:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_SETTINGS)}; got {setting!r}")
     return setting == "on"
+
+
+def use_cuda_graphs(config: TrainConfig, device: torch.device, ddp: Distributed) -> bool:
+    """Whether each member's step is captured as a CUDA graph: `auto` wherever it can be, that is
+    on a CUDA device, in one process (DDP's gradient hooks are not captured) and without
+    torch.compile (which would capture its own)."""
+    if config.cuda_graphs not in GRAPH_SETTINGS:
+        raise ValueError(f"cuda_graphs must be one of {', '.join(GRAPH_SETTINGS)}; got {config.cuda_graphs!r}")
+    possible = device.type == "cuda" and ddp.world_size == 1 and not use_compile(config.compile)
+    if config.cuda_graphs == "on" and not possible:
+        raise ValueError(
+            f"CUDA graphs (--cuda-graphs on) need a CUDA device, one process and --compile off; this run has "
+            f"device {device}, {ddp.world_size} process(es) and --compile {config.compile}"
+        )
+    return config.cuda_graphs != "off" and possible
 
 
 def _agree(flag: bool, ddp: Distributed, device: torch.device) -> bool:

@@ -19,7 +19,7 @@ from models.latent import CategoricalCode, ContinuousCode, LatentSpec
 from models.networks import PRECISIONS, ArchConfig
 from training.classifier import ClassifierError
 from training.data import DATASETS, DataError
-from training.loop import COMPILE_SETTINGS, RECIPES, TrainConfig, train
+from training.loop import COMPILE_SETTINGS, GRAPH_SETTINGS, RECIPES, TrainConfig, train
 from training.options import (
     DefaultsHelpFormatter,
     non_negative_float,
@@ -126,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.compile,
         help="torch.compile; auto: off (measured no faster on a CPU or an H200)",
     )
+    add(
+        "--cuda-graphs",
+        choices=GRAPH_SETTINGS,
+        default=defaults.cuda_graphs,
+        help="replay each member's step as a CUDA graph; auto: on a CUDA device in one process without --compile",
+    )
+    add(
+        "--graph-streams",
+        type=positive_int,
+        default=defaults.graph_streams,
+        help="CUDA streams a population's graphs replay on (members' small kernels overlap)",
+    )
     add("--minutes", type=positive_float, default=None, help="stop after this much training time")
     add("--noise-dim", type=non_negative_int, default=defaults.latent.noise_dim, help="size of the noise z")
     add("--noise-prior", choices=("uniform", "normal"), default=defaults.latent.noise_prior, help="the noise's prior")
@@ -205,14 +217,14 @@ def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: 
     saved = TrainConfig.from_dict(json.loads(stored.read_text()))
     given = argv if argv is not None else sys.argv[1:]
     changeable = ("epochs", "steps", "minutes", "log_every", "sample_every", "checkpoint_every", "eval_every")
-    changeable += ("device", "compile", "select", "tensorboard")
+    changeable += ("device", "compile", "cuda_graphs", "graph_streams", "select", "tensorboard")
     fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch")]
     for name in fields:
         flag = f"--{name.replace('_', '-')}"
         if name not in changeable and _flag_given(flag, given) and getattr(config, name) != getattr(saved, name):
             parser.error(
                 f"--resume keeps the run's stored configuration: {flag} {getattr(config, name)} differs from its "
-                f"{getattr(saved, name)} (only the length, bookkeeping, device, compile and select may change)"
+                f"{getattr(saved, name)} (only the length, bookkeeping, device, compile, graphs and select may change)"
             )
     updates = {n: getattr(config, n) for n in changeable if _flag_given(f"--{n.replace('_', '-')}", given)}
     return dataclasses.replace(saved, **updates)
