@@ -5,6 +5,7 @@ import pytest
 import torch
 from test_train import assert_same_weights, run_cli, small_config, weights
 
+from models.checkpoint import read_metadata
 from training import loop
 from training.graphs import undone
 
@@ -58,7 +59,8 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs nee
 
 
 @CUDA
-def test_a_step_replayed_from_a_graph_updates_a_member_as_the_eager_step_does(monkeypatch):
+@pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
+def test_a_step_replayed_from_a_graph_updates_a_member_as_the_eager_step_does(monkeypatch, precision):
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     config = small_config("unused", device="cuda", cuda_graphs="on")
     cuda = torch.device("cuda")
@@ -67,23 +69,24 @@ def test_a_step_replayed_from_a_graph_updates_a_member_as_the_eager_step_does(mo
     for index, weight in enumerate((0.0, 0.0, 1.0, 1.0)):  # the weight changes: a second capture
         real = images[:32] if index % 2 else images[32:]
         batch = loop.step_batch(real, loop.batch_rng(3, 0, index), weight, config)
-        graphed.step(batch, config, torch.float32, graphs=True)
-        eager.step(batch, config, torch.float32, graphs=False)
+        graphed.step(batch, config, precision, graphs=True)
+        eager.step(batch, config, precision, graphs=False)
         a, b = member_state(graphed), member_state(eager)
         worst = max(a, key=lambda k: float((a[k].float() - b[k].float()).abs().max()))
         assert torch.allclose(a[worst].float(), b[worst].float(), atol=1e-5), f"step {index}: {worst} differs"
 
 
 @CUDA
-def test_a_population_replayed_from_graphs_trains_as_the_eager_steps_do(tmp_path, monkeypatch):
-    """Two members on two streams, across a change of the consistency weight (a second capture).
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_population_replayed_from_graphs_trains_as_the_eager_steps_do(tmp_path, monkeypatch, streams):
+    """Two members on one stream or two, across a change of the consistency weight (a second capture).
     Eager GPU runs need not repeat themselves bit for bit, and a GAN amplifies a last-bit
     difference, so the eager population trains twice: graphs may differ from eager no more than
     eager differs from itself (or than 1% of the weights, when eager repeats itself)."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     settings = dict(device="cuda", steps=12, batch_size=256, population=2, early_consistency=0.0, early_epochs=1)
     runs = {
-        name: weights(train_run(tmp_path / name, cuda_graphs=graphs, graph_streams=2, **settings))
+        name: weights(train_run(tmp_path / name, cuda_graphs=graphs, graph_streams=streams, **settings))
         for name, graphs in (("eager", "off"), ("eager-again", "off"), ("graphed", "on"))
     }
     total = sum(v.numel() for v in runs["eager"].values())
@@ -93,6 +96,14 @@ def test_a_population_replayed_from_graphs_trains_as_the_eager_steps_do(tmp_path
 
     control, graphed = moved(runs["eager"], runs["eager-again"]), moved(runs["eager"], runs["graphed"])
     assert graphed <= max(0.01 * total, 2 * control), f"{graphed} of {total} weights moved (eager twice: {control})"
+
+
+@CUDA
+def test_a_checkpoint_without_graphs_resumes_with_them(tmp_path):
+    """Adam's settings come back from the checkpoint; a graphed run must make it capturable again."""
+    train_run(tmp_path, device="cuda", cuda_graphs="off", steps=3)
+    path = loop.train(small_config(tmp_path, device="cuda", cuda_graphs="on", steps=6), resume=True)
+    assert read_metadata(path)["step"] == 6
 
 
 def train_run(out, **changes):

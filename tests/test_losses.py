@@ -14,6 +14,7 @@ from training.losses import (
     generator_loss,
     information_loss,
     jitter,
+    real_information_loss,
 )
 
 SPEC = LatentSpec(noise_dim=0, categorical=(CategoricalCode(3),), continuous=(ContinuousCode(),))
@@ -135,3 +136,26 @@ def test_consistency_is_zero_for_agreeing_q_and_trains_only_the_jittered_side() 
     assert loss.item() > 0.5
     assert q_real.grad is None  # the real image's reading is the target
     assert other.grad[0, 3:].abs().sum() == 0  # the continuous head is left alone
+
+
+def test_real_information_rewards_sure_and_balanced_categories_and_leaves_the_continuous_head() -> None:
+    """Three images (SPEC: 3 categories, then a continuous mean and log-std)."""
+
+    def q(logits: list[list[float]]) -> torch.Tensor:
+        return torch.tensor([row + [0.3, 0.0] for row in logits], requires_grad=True)
+
+    sure_and_balanced = q([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]])
+    merged = q([[2.0, 0.0, 0.0], [2.0, 0.5, 0.0], [0.0, 0.0, 2.0]])  # two images lean to one category
+    unsure = q([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    losses = [real_information_loss(SPEC, x) for x in (sure_and_balanced, merged, unsure)]
+    assert losses[0].item() == pytest.approx(-math.log(3), abs=0.01)  # I(c; x) at most log 3
+    assert losses[0] < losses[1] and losses[0] < losses[2]
+
+    optimizer = torch.optim.SGD([merged], lr=1.0)
+    for _ in range(300):  # minimising it pulls the two images apart, one category each
+        optimizer.zero_grad()
+        real_information_loss(SPEC, merged).backward()
+        optimizer.step()
+    assert merged[:, :3].argmax(1).tolist() == [0, 1, 2]
+    assert real_information_loss(SPEC, merged).item() < -1.0
+    assert merged.grad[:, 3:].abs().sum() == 0 and merged[:, 3].tolist() == pytest.approx([0.3] * 3)

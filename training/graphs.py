@@ -34,7 +34,11 @@ class GraphedStep(Generic[Inputs, Outputs]):
     same shapes copies them into the captured ones and replays: the same kernels, the same
     weights and optimiser states updated in place, and the captured outputs (the losses)
     overwritten. The warm-up steps that capturing needs are undone, so the member trains exactly
-    as many steps as it is asked to."""
+    as many steps as it is asked to.
+
+    Graphs replayed at once on several streams are each captured on the stream they replay on:
+    cuBLAS keeps a scratch workspace per stream, and a graph keeps the address of its capture
+    stream's, so two graphs captured on one stream and replayed side by side would share it."""
 
     def __init__(
         self,
@@ -42,6 +46,7 @@ class GraphedStep(Generic[Inputs, Outputs]):
         example: Inputs,
         modules: Sequence[nn.Module],
         optimizers: Sequence[torch.optim.Optimizer],
+        stream: torch.cuda.Stream | None = None,
     ) -> None:
         self.inputs = copy.deepcopy(example)  # the addresses the graph reads from
         side = torch.cuda.Stream()
@@ -51,7 +56,7 @@ class GraphedStep(Generic[Inputs, Outputs]):
                 step(self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, stream=stream):
             self.outputs = step(self.inputs)
 
     def __call__(self, inputs: Inputs) -> Outputs:

@@ -55,6 +55,7 @@ from training.losses import (
     generator_loss,
     information_loss,
     jitter,
+    real_information_loss,
 )
 from training.select import CRITERIA, REASONS, category_probabilities, choose, information, score_members
 
@@ -98,6 +99,7 @@ class TrainConfig:
     jitter_degrees: float = 15.0  # the consistency term's copies: rotated by up to this much
     jitter_pixels: float = 2.0  # and shifted by up to this much each way
     jitter_resample: str = "bilinear"  # how the copies are resampled: "bilinear" (blurs a little) or "nearest"
+    real_information: float = 0.0  # weight of Q's I(c; x) on real images, maximised (training.losses)
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
     halve_after: int | None = None  # epochs; then only the better half of the population trains on
@@ -176,6 +178,7 @@ class Member:
     evaluation: CheckpointMeta = field(default_factory=CheckpointMeta)
     losses: StepLosses | None = None
     dropped_at: int | None = None
+    stream: torch.cuda.Stream | None = None  # in a graphed population: the CUDA stream it is captured and replayed on
     graphed: GraphedStep[StepBatch, StepLosses] | None = None  # the step as a CUDA graph, captured at first use
     graphed_weight: float = 0.0  # the consistency weight it was captured with
 
@@ -186,9 +189,11 @@ class Member:
             self.losses = train_step(self, batch, config, autocast_dtype)
             return
         if self.graphed is None or self.graphed_weight != batch.consistency:
+            self.graphed = None  # the old graph's memory goes before the new one is captured
             networks, optimizers = (self.generator, self.discriminator), (self.opt_g, self.opt_d)
             step = partial(train_step, self, config=config, autocast_dtype=autocast_dtype)
-            self.graphed, self.graphed_weight = GraphedStep(step, batch, networks, optimizers), batch.consistency
+            self.graphed = GraphedStep(step, batch, networks, optimizers, stream=self.stream)
+            self.graphed_weight = batch.consistency
         self.losses = self.graphed(batch)
 
     def checkpoint(self, config: TrainConfig) -> Checkpoint:
@@ -260,6 +265,8 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     members += [build_member(config, config.seed + k, device, ddp) for k in range(1, config.population)]
     graphs = use_cuda_graphs(config, device, ddp)
     streams = [torch.cuda.Stream(device) for _ in range(config.graph_streams)] if graphs and len(members) > 1 else []
+    for k, member in enumerate(members if streams else []):
+        member.stream = streams[k % len(streams)]
 
     # Resume: weights, optimiser states, step, clock and latest evaluations from the checkpoint
     step, trained_before = 0, 0.0
@@ -274,8 +281,10 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
         for member, state in zip(members, stored, strict=True):
             member.generator.load_state_dict(state.generator.state_dict())
             member.discriminator.load_state_dict(state.discriminator.state_dict())
-            member.opt_g.load_state_dict(state.training.optimizers["g"])
-            member.opt_d.load_state_dict(state.training.optimizers["d"])
+            for name, optimizer in (("g", member.opt_g), ("d", member.opt_d)):
+                optimizer.load_state_dict(state.training.optimizers[name])
+                for group in optimizer.param_groups:  # whether Adam can be captured is this run's choice
+                    group["capturable"] = graphs
             member.evaluation = {k: state.meta[k] for k in ("metrics", "category_labels") if k in state.meta}
             member.dropped_at = state.meta.get("dropped_at")
         step = int(stored[0].meta["step"])
@@ -309,8 +318,8 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
         training = [(k, members[k]) for k in still_training(members)]
         for stream in streams:
             stream.wait_stream(torch.cuda.current_stream(device))
-        for i, (k, member) in enumerate(training):
-            with torch.cuda.stream(streams[i % len(streams)]) if streams else nullcontext():
+        for k, member in training:
+            with torch.cuda.stream(member.stream) if member.stream else nullcontext():
                 if k not in orders or index == 0:
                     orders[k] = epoch_order(len(data), seed=member.seed, epoch=epoch).to(device)
                 real = real_batch(images, orders[k], index, config.batch_size, ddp)
@@ -405,6 +414,7 @@ def halve(members: list[Member], latent: LatentSpec, images: torch.Tensor, step:
     dropped = sorted(sorted(training, key=scores.__getitem__)[: len(training) // 2])
     for k in dropped:
         members[k].dropped_at = step
+        members[k].graphed = None  # its graph's memory
         members[k].evaluation.setdefault("metrics", {})["information"] = round(scores[k], 6)  # for the report
     return dropped
 
@@ -520,6 +530,8 @@ def train_step(member: Member, batch: StepBatch, config: TrainConfig, autocast_d
         loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
         if consistency:
             loss_d = loss_d + batch.consistency * consistency_loss(latent, q_real, q_jittered[0])
+        if config.real_information:
+            loss_d = loss_d + config.real_information * real_information_loss(latent, q_real)
     member.opt_d.zero_grad(set_to_none=True)
     (loss_d + info_d.weighted(config.lambda_cat, config.lambda_cont)).backward()
     member.opt_d.step()

@@ -80,6 +80,26 @@ def consistency_loss(latent: LatentSpec, q_real: torch.Tensor, q_jittered: torch
     return loss
 
 
+def category_information(probabilities: torch.Tensor) -> torch.Tensor:
+    """I(c; x) = H(E[p]) - E[H(p)] in nats for (N, categories) probabilities over N images: high
+    when Q is sure of each image and uses every category alike. Differentiable, so it is both
+    the label-free selection criterion and a training term."""
+    mean = probabilities.mean(0)  # (categories,)
+    entropy_of_mean = -(mean * mean.clamp_min(1e-12).log()).sum()
+    mean_entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(1).mean()
+    return entropy_of_mean - mean_entropy
+
+
+def real_information_loss(latent: LatentSpec, q_real: torch.Tensor) -> torch.Tensor:
+    """-I(c; x) of Q's categorical heads on a batch of real images, summed over categorical codes.
+
+    Minimising it maximises what the selection criterion reads (Hu et al. 2017, IMSAT, pair it
+    with a consistency term): a category that merges two digits while two others split one by
+    style leaves the categories unevenly used and Q less sure in between."""
+    logits, _, _ = latent.split_q_output(q_real.float())
+    return -sum((category_information(torch.softmax(code, dim=1)) for code in logits), q_real.new_zeros(()))
+
+
 class JitterSize(Protocol):
     """How far `jitter` moves an image: a TrainConfig, or anything with these fields."""
 

@@ -28,6 +28,7 @@ from torch import nn
 from models.latent import LatentSpec
 from models.metadata import CLEAR
 from training.evaluate import category_logits, match_categories
+from training.losses import category_information
 
 # Information (nats) within which members count as equally good at the digit. Measured at 8
 # epochs: members that learned the digit within 0.004 of each other, a 4/9 merge 0.035 below.
@@ -59,10 +60,7 @@ def category_probabilities(
 
 def information(probabilities: torch.Tensor) -> float:
     """I(c; x) = H(E[p]) - E[H(p)] in nats for (N, categories) probabilities."""
-    mean = probabilities.mean(0)  # (categories,)
-    entropy_of_mean = -(mean * mean.clamp_min(1e-12).log()).sum()
-    mean_entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(1).mean()
-    return float(entropy_of_mean - mean_entropy)
+    return float(category_information(probabilities))
 
 
 def pairwise_agreement(assignments: list[torch.Tensor], categories: int) -> torch.Tensor:

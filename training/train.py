@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         "nearest keeps its width",
     )
     add(
+        "--real-information",
+        type=non_negative_float,
+        default=defaults.real_information,
+        metavar="WEIGHT",
+        help="also maximise Q's mutual information between category and real image (IMSAT's term), this weight",
+    )
+    add(
         "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
     )
     add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
