@@ -208,7 +208,8 @@ class Member:
 
 @dataclass(frozen=True)
 class StepBatch:
-    """One member's inputs to one training step, on the device."""
+    """One member's inputs to one training step, on the device but for the noise `codes.z`, which
+    G reads inside `g_input` and the losses never read, so it is neither moved nor copied."""
 
     real: torch.Tensor  # (B, C, H, W) real images in [-1, 1]
     g_input: torch.Tensor  # (B, input_dim): G's input for the fakes, built from `codes`
@@ -218,7 +219,7 @@ class StepBatch:
 
     def tensors(self) -> list[torch.Tensor]:
         jittered = [self.jittered] if self.jittered is not None else []
-        return [self.real, self.g_input, self.codes.z, self.codes.c_cat, self.codes.c_cont, *jittered]
+        return [self.real, self.g_input, self.codes.c_cat, self.codes.c_cont, *jittered]
 
 
 @dataclass
@@ -500,7 +501,7 @@ def step_batch(real: torch.Tensor, draws: torch.Generator, weight: float, config
     the CPU, where checking the category indices costs no wait for the device."""
     codes = config.latent.sample(config.batch_size, draws)
     g_input = config.latent.build_input(codes).to(real.device)
-    codes = LatentBatch(*(part.to(real.device) for part in (codes.z, codes.c_cat, codes.c_cont)))
+    codes = LatentBatch(codes.z, codes.c_cat.to(real.device), codes.c_cont.to(real.device))
     jittered = jitter(real, draws, config) if weight else None
     return StepBatch(real, g_input, codes, jittered, weight)
 
