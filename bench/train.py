@@ -41,7 +41,8 @@ from serve import print_header  # noqa: E402
 from models import ArchConfig, LatentBatch, LatentSpec, build_networks  # noqa: E402
 from models.networks import compute_dtype  # noqa: E402
 from training.data import load_dataset  # noqa: E402
-from training.loop import TrainConfig, frozen, resolve_device, train  # noqa: E402
+from training.loop import TrainConfig, frozen, train  # noqa: E402
+from training.options import resolve_device  # noqa: E402
 
 
 class DigitImages(Dataset):

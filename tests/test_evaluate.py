@@ -322,3 +322,15 @@ def test_cli_rejects_a_missing_classifier(tmp_path, capsys) -> None:
     missing = tmp_path / "none.safetensors"
     assert main([str(path), "--dataset", "synthetic", "--classifier", str(missing)]) == 2
     assert "python -m training.classifier" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:0"])
+def test_cli_rejects_a_device_it_cannot_use(tmp_path, capsys, device) -> None:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(path), "--device", device])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert ("not a device: 'bogus'" if device == "bogus" else "CUDA is not available") in err

@@ -663,7 +663,7 @@ def test_the_training_view_follows_a_run_as_it_trains(browser: Browser, console:
     write_checkpoint(tmp_path / "mnist.safetensors")
     flags = ["--dataset", "synthetic", "--steps", "400", "--batch-size", "16", "--noise-dim", "8", "--g-fc", "32"]
     flags += ["--g-conv", "16", "--d-conv", "8", "--d-fc", "32", "--q-fc", "16", "--log-every", "10"]
-    flags += ["--sample-every", "100", "--eval-every", "100", "--checkpoint-every", "100"]
+    flags += ["--sample-every", "100", "--eval-every", "100", "--checkpoint-every", "100", "--population", "1"]
     command = [sys.executable, "-m", "training.train", *flags, "--out", str(tmp_path / "runs" / "live")]
     settings = {"INFOGAN_POLL_S": "0.2", "INFOGAN_RUNS_DIR": str(tmp_path / "runs")}
     with explorer(tmp_path, **settings) as url, page_of(browser, url, console) as page:

@@ -13,6 +13,7 @@ from models.checkpoint import CheckpointError, load_checkpoint, load_population,
 from training.export import main as export_main
 from training.loop import MODEL_NAME, train
 from training.select import MemberScores, agreement, choose, information, score_members, shows_slant_and_width
+from training.train import main as train_main
 
 
 def member_weights(path, k: int) -> dict[str, torch.Tensor]:
@@ -110,8 +111,8 @@ def test_a_run_resumed_across_its_halving_halves_alike(tmp_path):
 
 def test_population_arguments_are_checked_before_training(tmp_path, monkeypatch):
     result = run_cli("--population", "0", "--out", str(tmp_path / "zero"))
-    assert result.returncode == 2 and "--population: must be a positive integer, got 0" in result.stderr
-    result = run_cli("--halve-after", "2", "--out", str(tmp_path / "alone"))  # nothing to halve
+    assert result.returncode == 2 and "--population: must be a positive integer or auto, got 0" in result.stderr
+    result = run_cli("--population", "1", "--halve-after", "2", "--out", str(tmp_path / "alone"))  # nothing to halve
     assert (
         result.returncode == 2 and "halving needs a population of at least 2 (--population K), got 1" in result.stderr
     )
@@ -120,6 +121,20 @@ def test_population_arguments_are_checked_before_training(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=r"population 4 needs at least .* GiB more .* 0.0 GiB free"):
         train(small_config(tmp_path / "huge", steps=2, population=4))
     assert not (tmp_path / "huge" / "checkpoint.safetensors").exists()
+
+
+def test_the_default_population_is_chosen_by_device(capsys):
+    assert loop.auto_population(torch.device("cuda"), world_size=1) == (16, 2)  # cheap there: 16, halved
+    assert loop.auto_population(torch.device("cpu"), world_size=1) == (2, None)  # each member costs its time
+    assert loop.auto_population(torch.device("cuda"), world_size=2) == (1, None)  # torchrun shares one member
+    for argv, expected in [
+        ([], (2, None)),
+        (["--population", "auto", "--halve-after", "3"], (2, 3)),  # a halving given wins
+        (["--population", "3"], (3, None)),
+    ]:
+        assert train_main(["--dry-run", "--device", "cpu", *argv]) == 0
+        config = json.loads(capsys.readouterr().out)
+        assert (config["population"], config["halve_after"]) == expected
 
 
 # --- the label-free criteria ---------------------------------------------------------------------

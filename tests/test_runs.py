@@ -110,7 +110,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):
 
 def test_a_training_run_is_watched_while_it_trains(live) -> None:
     url, runs = live
-    flags = ["--dataset", "synthetic", "--steps", "300", "--batch-size", "16", "--noise-dim", "8"]
+    flags = ["--dataset", "synthetic", "--steps", "300", "--batch-size", "16", "--noise-dim", "8", "--population", "1"]
     flags += ["--g-fc", "32", "--g-conv", "16", "--d-conv", "8", "--d-fc", "32", "--q-fc", "16"]
     flags += ["--log-every", "10", "--sample-every", "100", "--eval-every", "100", "--checkpoint-every", "100"]
     train = subprocess.Popen(

@@ -158,6 +158,7 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--steps", "ten"], "--steps: invalid"),
         (["--dataset", "cifar"], "--dataset: invalid choice: 'cifar'"),
         (["--precision", "fp8"], "--precision: invalid choice"),
+        (["--device", "gpu"], "--device: not a device: 'gpu'"),
         (["--lr-g", "nan"], "--lr-g: must be a positive number"),
         (["--lambda-cont", "-1"], "--lambda-cont: must be a finite number >= 0"),
         (["--jitter-degrees", "-5"], "--jitter-degrees: must be a finite number >= 0"),

@@ -20,7 +20,7 @@ from models.metadata import category_labels
 from models.networks import evaluating
 from training.classifier import DEFAULT_PATH, ClassifierError, MnistClassifier, load_classifier
 from training.data import DATASETS, DataError, ImageDataset, load_dataset
-from training.options import DefaultsHelpFormatter
+from training.options import DefaultsHelpFormatter, device_name, resolve_device
 
 SWEEP_VALUES = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)  # the paper's traversal range
 # The unit of a code's swing: each attribute's standard deviation over the 10,000 MNIST test
@@ -306,17 +306,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fid-samples", type=int, default=10_000, help="generated images for FID (at least 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the FID samples")
     parser.add_argument("--classifier", type=Path, default=DEFAULT_PATH, help="weights of the metrics' classifier")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--device", type=device_name, default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, ..."
+    )
     args = parser.parse_args(argv)
     if args.fid_samples < 2:
         parser.error("--fid-samples must be at least 2")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
 
     try:
         # A training checkpoint is loaded with its optimizer state so that writing it back keeps it resumable.
         resumable = "optimizers" in read_metadata(args.checkpoint)
         version = _version(args.checkpoint)
-        checkpoint = load_checkpoint(args.checkpoint, device=args.device, with_training_state=resumable)
-        classifier = load_classifier(args.classifier).to(args.device)
+        checkpoint = load_checkpoint(args.checkpoint, device=device, with_training_state=resumable)
+        classifier = load_classifier(args.classifier).to(device)
         test = load_dataset(args.dataset or checkpoint.meta.get("dataset", "mnist"), "test")
         metrics = evaluate(checkpoint, test, classifier, fid_samples=args.fid_samples, seed=args.seed)
     except (CheckpointError, ClassifierError, DataError) as error:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's help shows its default, except where there is none to show: no default
@@ -41,3 +43,28 @@ def non_negative_float(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def device_name(text: str) -> str:
+    """A device torch can name, or auto; whether it is present is checked by resolve_device."""
+    if text != "auto":
+        try:
+            torch.device(text)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(f"not a device: {text!r} (auto, cpu, cuda, cuda:N or mps)") from None
+    return text
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device a --device value names; auto: CUDA (this process's GPU under torchrun), then
+    MPS, then the CPU."""
+    if name != "auto":
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} was asked for but CUDA is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

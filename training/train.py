@@ -11,24 +11,37 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
+
+import torch
 
 from models.checkpoint import CheckpointError
 from models.latent import CategoricalCode, ContinuousCode, LatentSpec
 from models.networks import PRECISIONS, ArchConfig
 from training.classifier import ClassifierError
 from training.data import DATASETS, DataError
-from training.loop import COMPILE_SETTINGS, GRAPH_SETTINGS, RECIPES, TrainConfig, train
+from training.loop import (
+    COMPILE_SETTINGS,
+    GRAPH_SETTINGS,
+    RECIPES,
+    TrainConfig,
+    auto_population,
+    train,
+)
 from training.options import (
     DefaultsHelpFormatter,
+    device_name,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
+    resolve_device,
 )
 from training.select import CRITERIA
 
+AUTO = "auto"  # --population auto: chosen by device (training.loop.auto_population)
 ARCH_WIDTHS = {  # ArchConfig's widths and what they are the width of
     "g_fc": "generator's first fully connected layer",
     "g_conv": "generator's 7x7 feature map (the up-convolution halves it)",
@@ -113,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
     add(
         "--population",
-        type=positive_int,
-        default=defaults.population,
-        help="members trained side by side, seeds SEED, SEED+1, ...; the best by a label-free criterion is exported",
+        type=population_size,
+        default=AUTO,
+        help="members trained side by side, seeds SEED, SEED+1, ...; the best by a label-free criterion is "
+        "exported; auto: 16 halved after epoch 2 on a GPU, 2 on a CPU, 1 under torchrun",
     )
     add(
         "--halve-after",
@@ -125,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="after this many epochs only the half of the population with the most informative Q trains on",
     )
     add("--select", choices=CRITERIA, default=defaults.select, help="label-free criterion that picks the member")
-    add("--device", default=defaults.device, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    add(
+        "--device",
+        type=device_name,
+        default=defaults.device,
+        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps",
+    )
     add("--precision", choices=PRECISIONS, default=defaults.precision, help="auto: bf16 autocast where native")
     add(
         "--compile",
@@ -177,13 +196,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     continuous = tuple(ContinuousCode(prior=args.continuous_prior, name=f"c{i + 1}") for i in range(args.continuous))
     arch = ArchConfig(**{n: getattr(args, n) for n in ARCH_WIDTHS})  # both data sets are 1x28x28
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"latent", "arch"}
+    values = {name: getattr(args, name) for name in fields}
+    if args.population == AUTO:
+        device = resolve_device("auto") if args.device == "auto" else torch.device(args.device)  # present or not
+        values["population"], halve_after = auto_population(device, int(os.environ.get("WORLD_SIZE", "1")))
+        if args.halve_after is None:
+            values["halve_after"] = halve_after
     return TrainConfig(
-        **{name: getattr(args, name) for name in fields},
+        **values,
         latent=LatentSpec(
             noise_dim=args.noise_dim, noise_prior=args.noise_prior, categorical=categorical, continuous=continuous
         ),
         arch=arch,
     )
+
+
+def population_size(text: str) -> int | str:
+    if text == AUTO:
+        return text
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or {AUTO}, got {text}")
+    return int(text)
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
