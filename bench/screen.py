@@ -1,16 +1,19 @@
 """A recipe screen read off the logs: each group's test accuracy at every epoch, over its seeds.
 
     python bench/screen.py runs/screen/default runs/screen/rinfo1
+    python bench/screen.py runs/gpu/bf16 runs/gpu/fp32          # populations: every member a seed
 
-Each argument is a folder of lone runs of one recipe (one subfolder per seed), all evaluated
-once per epoch (the default). For each group and epoch: every seed's categorical accuracy, then
-the mean, the spread (standard deviation) and the worst; and each run's label-free information
-at its last evaluation. Runs still training count up to the epoch they have reached.
+Each argument is one recipe: a folder of lone runs (one subfolder per seed) or a population's
+run folder (every member), all evaluated once per epoch (the default). For each group and
+epoch: every seed's categorical accuracy, then the mean, the spread (standard deviation) and
+the worst; and each seed's label-free information at its last evaluation. Runs still training
+count up to the epoch they have reached.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -20,10 +23,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from seeds import read_log  # noqa: E402
 
 
-def accuracies(run: Path) -> dict[int, tuple[float, float]]:
-    """Epoch -> (accuracy, information) from a run's log."""
-    records = [r for r in read_log(run / "log.jsonl") if "categorical_accuracy" in r and "information" in r]
-    return {round(r["epoch"]): (r["categorical_accuracy"], r["information"]) for r in records}
+def members(run: Path) -> dict[str, dict[int, tuple[float, float]]]:
+    """Each member of a run (a lone run has one), named by its seed: epoch -> (accuracy, information)."""
+    seed = json.loads((run / "config.json").read_text())["seed"]
+    tables: dict[str, dict[int, tuple[float, float]]] = {}
+    for r in read_log(run / "log.jsonl"):
+        if "categorical_accuracy" in r and "information" in r:
+            name = f"s{seed + r.get('member', 0)}"
+            tables.setdefault(name, {})[round(r["epoch"])] = (r["categorical_accuracy"], r["information"])
+    return tables
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"command: python bench/screen.py {' '.join(map(str, args.groups))}")
     for group in args.groups:
-        runs = {run.name: accuracies(run) for run in sorted(group.iterdir()) if (run / "log.jsonl").is_file()}
+        folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
+        runs = {name: table for run in folders if (run / "log.jsonl").is_file() for name, table in members(run).items()}
         epochs = sorted({epoch for table in runs.values() for epoch in table})
         print(f"\n## {group} ({len(runs)} runs: {', '.join(runs)})")
         print("| epoch | " + " | ".join(runs) + " | mean | spread | worst |")
