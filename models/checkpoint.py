@@ -107,8 +107,8 @@ def load_checkpoint(
     meta, tensors = CHECKPOINT_FORMAT.read(path)
     if "members" in meta:
         raise CheckpointError(
-            f"{path}: holds a population of members; "
-            "`infogan export --member N` writes one of them as a checkpoint of its own"
+            f"{path}: holds a population of members; the member the run chose is model.safetensors beside it "
+            "once the run has finished, and `infogan export --member N` writes any of them as a checkpoint of its own"
         )
     return _decode(path, meta, meta, tensors, "", device, with_training_state)
 
