@@ -43,7 +43,7 @@ def train(runs: Path, name: str, steps: int) -> float:
     """Trains a run to the end and returns its training images/s, from its log."""
     command = [sys.executable, "-m", "training.train", "--dataset", "synthetic", "--steps", str(steps)]
     command += ["--batch-size", "64", "--log-every", "10", "--sample-every", "50", "--checkpoint-every", "50"]
-    command += ["--eval-every", "100000", "--out", str(runs / name)]
+    command += ["--eval-every", "100000", "--population", "1", "--out", str(runs / name)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = [json.loads(line) for line in (runs / name / "log.jsonl").read_text().splitlines()]
