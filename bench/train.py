@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     latent, arch = LatentSpec(), ArchConfig()
     fast = TrainConfig(
         device=args.device,
+        precision="auto",  # the fastest path: bf16 where native
         batch_size=args.batch_size,
         steps=args.steps + 10,
         log_every=10,

@@ -106,7 +106,9 @@ class TrainConfig:
     halve_after: int | None = None  # epochs; then only the better half of the population trains on
     select: str = "information"  # the label-free criterion that picks the member to export (training.select)
     device: str = "auto"  # auto: cuda, then mps, then cpu
-    precision: str = "auto"  # auto: bf16 autocast where native (see models.networks.compute_dtype); "fp32"; "bf16"
+    # fp32: in bf16 the same seeds learned the digit less often and one collapsed (README, "fp32
+    # against bf16"); "auto" is bf16 autocast where native (models.networks.compute_dtype), "bf16"
+    precision: str = "fp32"
     compile: str = "auto"  # torch.compile the networks: "on", "off"; auto: off (no gain on our CPU or an H200)
     cuda_graphs: str = "auto"  # each member's step replayed as a CUDA graph: "on", "off"; auto: where possible
     graph_streams: int = 8  # CUDA streams a population's graphs replay on, so members' small kernels overlap

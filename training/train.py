@@ -145,7 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.device,
         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps",
     )
-    add("--precision", choices=PRECISIONS, default=defaults.precision, help="auto: bf16 autocast where native")
+    add(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="auto: bf16 autocast where native (faster, learns the digit less often)",
+    )
     add(
         "--compile",
         choices=COMPILE_SETTINGS,
