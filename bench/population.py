@@ -28,19 +28,8 @@ from serve import print_header  # noqa: E402
 def command(out: Path, steps: int, *options: str) -> list[str]:
     never = str(10**9)  # no evaluation, samples or checkpoints inside the timed stretch
     bookkeeping = ["--eval-every", never, "--sample-every", never, "--checkpoint-every", never, "--log-every", "50"]
-    one = ["--population", "1"]  # one member unless the options say otherwise (the last one given wins)
-    return [
-        sys.executable,
-        "-m",
-        "training.train",
-        "--steps",
-        str(steps),
-        "--out",
-        str(out),
-        *bookkeeping,
-        *one,
-        *options,
-    ]
+    run = [sys.executable, "-m", "training.train", "--steps", str(steps), "--out", str(out), *bookkeeping]
+    return [*run, "--population", "1", *options]  # one member unless the options say otherwise (the last wins)
 
 
 def run_all(commands: list[list[str]], threads: int) -> None:
