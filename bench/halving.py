@@ -1,15 +1,18 @@
-"""What `--halve-after E` would have kept, replayed on the logs of finished lone runs.
+"""What `--halve-after E` would have kept, replayed on the logs of finished runs.
 
     python bench/halving.py runs/consistency/s11 ... runs/explorer/s18 --k 2 3 4 --after 2 3 4 5
+    python bench/halving.py runs/gpu/fp32 --k 2 3 4 --after 1 2 3 --keep 1     # a population: every member
 
-Each argument is the folder of a lone run of one recipe, all trained to the same length with an
-evaluation every epoch. A member of a population trains exactly as a lone run of its seed (a test
-checks the weights), and the log's `information` at each evaluation is the score `halve` reads (the
-same function on the same images), so for every K-subset of the runs this replays the population
-run exactly: after epoch E keep the ceil(K/2) members with the highest information, at the end
-pick the kept member with the highest information. It prints the share of subsets whose pick
-reaches the threshold in accuracy, the mean and worst accuracy picked, and the training cost in
-member-epochs against K full runs. No labels go into a pick; accuracy only scores it.
+Each argument is the folder of a lone run, of a population trained without halving (every
+member counts as a run) or of several lone runs (one subfolder each), all of one recipe, trained
+to the same length with an evaluation every epoch. A member of a population trains exactly as a
+lone run of its seed (a test checks the weights), and the log's `information` at each evaluation
+is the score `halve` reads (the same function on the same images), so for every K-subset of the
+runs this replays the population run exactly: after epoch E keep the ceil(K/2) members with the
+highest information (or `--keep` of them), at the end pick the kept member with the highest
+information. It prints the share of subsets whose pick reaches the threshold in accuracy, the
+mean and worst accuracy picked, and the training cost in member-epochs against K full runs. No
+labels go into a pick; accuracy only scores it.
 """
 
 from __future__ import annotations
@@ -24,23 +27,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).parent))
 
-from seeds import read_log  # noqa: E402
+from screen import group_members  # noqa: E402
 
 
-def evaluations(run: Path) -> dict[int, tuple[float, float]]:
-    """(accuracy, information) at the end of each epoch of a lone run, from its log."""
-    return {
-        round(r["epoch"]): (r["categorical_accuracy"], r["information"])
-        for r in read_log(run / "log.jsonl")
-        if r.get("categorical_accuracy") is not None and "information" in r
-    }
-
-
-def replay(runs: list[dict[int, tuple[float, float]]], k: int, after: int | None, threshold: float) -> dict:
-    """Over every k-subset: halve after epoch `after` (None: never), pick by information at the
-    last epoch; the share of picks reaching `threshold`, their mean and worst accuracy, the cost."""
+def replay(
+    runs: list[dict[int, tuple[float, float]]], k: int, after: int | None, keep: int | None, threshold: float
+) -> dict:
+    """Over every k-subset: after epoch `after` (None: never) keep the `keep` most informative
+    (None: halve), pick by information at the last epoch; the share of picks reaching
+    `threshold`, their mean and worst accuracy, the cost."""
     last = min(max(run) for run in runs)
-    keep = k - k // 2  # halve drops the lower half, rounded down
+    keep = k - k // 2 if keep is None else min(keep, k)  # halve drops the lower half, rounded down
     picked = []
     for subset in itertools.combinations(runs, k):
         kept = sorted(subset, key=lambda run: run[after][1], reverse=True)[:keep] if after else subset
@@ -57,19 +54,23 @@ def replay(runs: list[dict[int, tuple[float, float]]], k: int, after: int | None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="lone run folders, each with a log.jsonl")
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (a log.jsonl each) or folders of them")
     parser.add_argument("--k", type=int, nargs="+", default=[2, 3, 4], help="population sizes to replay")
     parser.add_argument("--after", type=int, nargs="+", default=[2, 3, 4], help="epochs after which to halve")
+    parser.add_argument("--keep", type=int, help="members kept after the cut (default: the upper half)")
     parser.add_argument("--threshold", type=float, default=0.95)
     args = parser.parse_args(argv)
-    runs = [evaluations(run) for run in args.runs]
-    finals = ", ".join(f"{path} {run[max(run)][0]:.3f}" for path, run in zip(args.runs, runs, strict=True))
+    named = {f"{path}/{name}": run for path in args.runs for name, run in group_members(path).items()}
+    runs = list(named.values())
+    finals = ", ".join(f"{name} {run[max(run)][0]:.3f}" for name, run in named.items())
+    print(f"command: python bench/halving.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"final accuracy of the {len(runs)} runs: {finals}")
-    print(f"| K | halve after | cost (of K full runs) | pick >= {args.threshold} | mean picked | worst | subsets |")
+    cut = "halve after" if args.keep is None else f"keep {args.keep} after"
+    print(f"| K | {cut} | cost (of K full runs) | pick >= {args.threshold} | mean picked | worst | subsets |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for k in args.k:
         for after in [None, *args.after]:
-            row = replay(runs, k, after, args.threshold)
+            row = replay(runs, k, after, args.keep, args.threshold)
             print(
                 f"| {k} | {f'epoch {after}' if after else 'never'} | {row['cost']:.2f} | {row['share']:.2f} | "
                 f"{row['mean']:.4f} | {row['worst']:.4f} | {row['subsets']} |"

@@ -34,14 +34,19 @@ def members(run: Path) -> dict[str, dict[int, tuple[float, float]]]:
     return tables
 
 
+def group_members(group: Path) -> dict[str, dict[int, tuple[float, float]]]:
+    """Every member of a group: a folder of lone runs (one subfolder per seed) or one run's folder."""
+    folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
+    return {name: table for run in folders if (run / "log.jsonl").is_file() for name, table in members(run).items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", type=Path, nargs="+", help="folders of seed runs, one recipe each")
     args = parser.parse_args(argv)
     print(f"command: python bench/screen.py {' '.join(map(str, args.groups))}")
     for group in args.groups:
-        folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
-        runs = {name: table for run in folders if (run / "log.jsonl").is_file() for name, table in members(run).items()}
+        runs = group_members(group)
         epochs = sorted({epoch for table in runs.values() for epoch in table})
         print(f"\n## {group} ({len(runs)} runs: {', '.join(runs)})")
         print("| epoch | " + " | ".join(runs) + " | mean | spread | worst |")
