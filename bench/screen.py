@@ -6,8 +6,8 @@
 Each argument is one recipe: a folder of lone runs (one subfolder per seed) or a population's
 run folder (every member), all evaluated once per epoch (the default). For each group and
 epoch: every seed's categorical accuracy, then the mean, the spread (standard deviation) and
-the worst; and each seed's label-free information at its last evaluation. Runs still training
-count up to the epoch they have reached.
+the worst; each seed's label-free information at its last evaluation; and which finished seeds
+have a slant code and a width code. Runs still training count up to the epoch they have reached.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ import statistics
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).parent))
 
 from seeds import read_log  # noqa: E402
+
+from training.select import shows_slant_and_width  # noqa: E402
 
 
 def members(run: Path) -> dict[str, dict[int, tuple[float, float]]]:
@@ -34,10 +38,27 @@ def members(run: Path) -> dict[str, dict[int, tuple[float, float]]]:
     return tables
 
 
-def group_members(group: Path) -> dict[str, dict[int, tuple[float, float]]]:
-    """Every member of a group: a folder of lone runs (one subfolder per seed) or one run's folder."""
+def run_folders(group: Path) -> list[Path]:
+    """A group's runs: a folder of lone runs (one subfolder per seed) or one run's folder."""
     folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
-    return {name: table for run in folders if (run / "log.jsonl").is_file() for name, table in members(run).items()}
+    return [run for run in folders if (run / "log.jsonl").is_file()]
+
+
+def group_members(group: Path) -> dict[str, dict[int, tuple[float, float]]]:
+    """Every member of a group, named by its seed: epoch -> (accuracy, information)."""
+    return {name: table for run in run_folders(group) for name, table in members(run).items()}
+
+
+def paper_figure(group: Path) -> dict[str, bool]:
+    """Each finished member: whether one continuous code tracks slant and another width (the
+    log's last `continuous` record, training.select.shows_slant_and_width)."""
+    shows = {}
+    for run in run_folders(group):
+        seed = json.loads((run / "config.json").read_text())["seed"]
+        for r in read_log(run / "log.jsonl"):
+            if "continuous" in r:
+                shows[f"s{seed + r.get('member', 0)}"] = shows_slant_and_width(r["continuous"])
+    return shows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         last = {name: table[max(table)][1] for name, table in runs.items() if table}
         print("information at the last evaluation: " + ", ".join(f"{n} {v:.4f}" for n, v in last.items()))
+        shows = paper_figure(group)
+        if shows:
+            both = [name for name, yes in shows.items() if yes]
+            named = ", ".join(both)
+            print(f"a slant code and a width code (|rho| >= 0.9) at the end: {len(both)} of {len(shows)}: {named}")
     return 0
 
 
