@@ -21,32 +21,45 @@ import argparse
 import itertools
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).parent))
 
-from screen import group_members  # noqa: E402
+from screen import final_codes, group_members  # noqa: E402
+
+from training.select import MemberScores, choose, shows_slant_and_width  # noqa: E402
 
 
-def replay(
-    runs: list[dict[int, tuple[float, float]]], k: int, after: int | None, keep: int | None, threshold: float
-) -> dict:
+@dataclass(frozen=True)
+class Run:
+    evaluations: dict[int, tuple[float, float]]  # epoch -> (accuracy, information)
+    codes: dict[str, dict[str, float]] | None  # what its continuous codes do at the end
+
+
+def replay(runs: list[Run], k: int, after: int | None, keep: int | None, select: str, threshold: float) -> dict:
     """Over every k-subset: after epoch `after` (None: never) keep the `keep` most informative
-    (None: halve), pick by information at the last epoch; the share of picks reaching
-    `threshold`, their mean and worst accuracy, the cost."""
-    last = min(max(run) for run in runs)
+    (None: halve), pick among the kept at the last epoch by `select` (training.select.choose); the
+    share of picks reaching `threshold`, their mean and worst accuracy, the share with a slant
+    code and a width code (None where a run's codes are not logged), the cost."""
+    last = min(max(run.evaluations) for run in runs)
     keep = k - k // 2 if keep is None else min(keep, k)  # halve drops the lower half, rounded down
     picked = []
     for subset in itertools.combinations(runs, k):
-        kept = sorted(subset, key=lambda run: run[after][1], reverse=True)[:keep] if after else subset
-        picked.append(max(kept, key=lambda run: run[last][1])[last][0])
+        kept = sorted(subset, key=lambda run: run.evaluations[after][1], reverse=True)[:keep] if after else subset
+        scores = [MemberScores(run.evaluations[last][1], None) for run in kept]
+        codes = [run.codes for run in kept] if all(run.codes for run in kept) else None
+        picked.append(kept[choose(scores, select, codes)])
+    accuracies = [run.evaluations[last][0] for run in picked]
+    known = all(run.codes for run in runs)
     cost = (after * k + (last - after) * keep) / (last * k) if after else 1.0
     return {
-        "share": sum(accuracy >= threshold for accuracy in picked) / len(picked),
-        "mean": statistics.mean(picked),
-        "worst": min(picked),
+        "share": sum(accuracy >= threshold for accuracy in accuracies) / len(picked),
+        "mean": statistics.mean(accuracies),
+        "worst": min(accuracies),
+        "figure": statistics.mean(shows_slant_and_width(run.codes) for run in picked) if known else None,
         "cost": cost,
         "subsets": len(picked),
     }
@@ -58,22 +71,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, nargs="+", default=[2, 3, 4], help="population sizes to replay")
     parser.add_argument("--after", type=int, nargs="+", default=[2, 3, 4], help="epochs after which to halve")
     parser.add_argument("--keep", type=int, help="members kept after the cut (default: the upper half)")
+    parser.add_argument(  # agreement needs each member's categories of real images, which no log holds
+        "--select", choices=("information", "codes"), default="information", help="how the last pick is made"
+    )
     parser.add_argument("--threshold", type=float, default=0.95)
     args = parser.parse_args(argv)
-    named = {f"{path}/{name}": run for path in args.runs for name, run in group_members(path).items()}
+    named = {
+        f"{path}/{name}": Run(evaluations, codes.get(name))
+        for path in args.runs
+        for codes in [final_codes(path)]
+        for name, evaluations in group_members(path).items()
+    }
     runs = list(named.values())
-    finals = ", ".join(f"{name} {run[max(run)][0]:.3f}" for name, run in named.items())
+    finals = ", ".join(f"{name} {run.evaluations[max(run.evaluations)][0]:.3f}" for name, run in named.items())
     print(f"command: python bench/halving.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"final accuracy of the {len(runs)} runs: {finals}")
     cut = "halve after" if args.keep is None else f"keep {args.keep} after"
-    print(f"| K | {cut} | cost (of K full runs) | pick >= {args.threshold} | mean picked | worst | subsets |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    columns = f"pick >= {args.threshold} | mean picked | worst | slant and width codes | subsets"
+    print(f"| K | {cut} | cost (of K full runs) | {columns} |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k in args.k:
         for after in [None, *args.after]:
-            row = replay(runs, k, after, args.keep, args.threshold)
+            row = replay(runs, k, after, args.keep, args.select, args.threshold)
+            figure = "-" if row["figure"] is None else f"{row['figure']:.2f}"
             print(
                 f"| {k} | {f'epoch {after}' if after else 'never'} | {row['cost']:.2f} | {row['share']:.2f} | "
-                f"{row['mean']:.4f} | {row['worst']:.4f} | {row['subsets']} |"
+                f"{row['mean']:.4f} | {row['worst']:.4f} | {figure} | {row['subsets']} |"
             )
     return 0
 

@@ -49,16 +49,16 @@ def group_members(group: Path) -> dict[str, dict[int, tuple[float, float]]]:
     return {name: table for run in run_folders(group) for name, table in members(run).items()}
 
 
-def paper_figure(group: Path) -> dict[str, bool]:
-    """Each finished member: whether one continuous code tracks slant and another width (the
-    log's last `continuous` record, training.select.shows_slant_and_width)."""
-    shows = {}
+def final_codes(group: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """What each finished member's continuous codes do (the log's last `continuous` record, from
+    training.evaluate.continuous_effects), named by seed."""
+    codes = {}
     for run in run_folders(group):
         seed = json.loads((run / "config.json").read_text())["seed"]
         for r in read_log(run / "log.jsonl"):
             if "continuous" in r:
-                shows[f"s{seed + r.get('member', 0)}"] = shows_slant_and_width(r["continuous"])
-    return shows
+                codes[f"s{seed + r.get('member', 0)}"] = r["continuous"]
+    return codes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         last = {name: table[max(table)][1] for name, table in runs.items() if table}
         print("information at the last evaluation: " + ", ".join(f"{n} {v:.4f}" for n, v in last.items()))
-        shows = paper_figure(group)
-        if shows:
-            both = [name for name, yes in shows.items() if yes]
+        codes = final_codes(group)
+        if codes:
+            both = [name for name, effects in codes.items() if shows_slant_and_width(effects)]
             named = ", ".join(both)
-            print(f"a slant code and a width code (|rho| >= 0.9) at the end: {len(both)} of {len(shows)}: {named}")
+            print(f"a slant code and a width code (|rho| >= 0.9) at the end: {len(both)} of {len(codes)}: {named}")
     return 0
 
 
