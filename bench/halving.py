@@ -9,10 +9,12 @@ to the same length with an evaluation every epoch. A member of a population trai
 lone run of its seed (a test checks the weights), and the log's `information` at each evaluation
 is the score `halve` reads (the same function on the same images), so for every K-subset of the
 runs this replays the population run exactly: after epoch E keep the ceil(K/2) members with the
-highest information (or `--keep` of them), at the end pick the kept member with the highest
-information. It prints the share of subsets whose pick reaches the threshold in accuracy, the
-mean and worst accuracy picked, and the training cost in member-epochs against K full runs. No
-labels go into a pick; accuracy only scores it.
+highest information (or `--keep` of them), at the end pick among the kept by `--select` as the
+run would (information, or `codes`: a slant code and a width code among the near-best, from the
+log's last `continuous` record). It prints the share of subsets whose pick reaches the threshold
+in accuracy, the mean and worst accuracy picked, the share of picks with a slant code and a width
+code, and the training cost in member-epochs against K full runs. No labels go into a pick;
+accuracy only scores it.
 """
 
 from __future__ import annotations
@@ -21,47 +23,38 @@ import argparse
 import itertools
 import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 sys.path.insert(0, str(Path(__file__).parent))
 
-from screen import final_codes, group_members  # noqa: E402
+from screen import Member, group_members  # noqa: E402
 
 from training.select import MemberScores, choose, shows_slant_and_width  # noqa: E402
 
 
-@dataclass(frozen=True)
-class Run:
-    evaluations: dict[int, tuple[float, float]]  # epoch -> (accuracy, information)
-    codes: dict[str, dict[str, float]] | None  # what its continuous codes do at the end
-
-
-def replay(runs: list[Run], k: int, after: int | None, keep: int | None, select: str, threshold: float) -> dict:
+def replay(runs: list[Member], k: int, after: int | None, keep: int | None, select: str, threshold: float) -> dict:
     """Over every k-subset: after epoch `after` (None: never) keep the `keep` most informative
     (None: halve), pick among the kept at the last epoch by `select` (training.select.choose); the
     share of picks reaching `threshold`, their mean and worst accuracy, the share with a slant
-    code and a width code (None where a run's codes are not logged), the cost."""
-    last = min(max(run.evaluations) for run in runs)
+    code and a width code (None where some run's codes are not logged), the cost."""
+    last = max(runs[0].evaluations)
     keep = k - k // 2 if keep is None else min(keep, k)  # halve drops the lower half, rounded down
     picked = []
     for subset in itertools.combinations(runs, k):
         kept = sorted(subset, key=lambda run: run.evaluations[after][1], reverse=True)[:keep] if after else subset
         scores = [MemberScores(run.evaluations[last][1], None) for run in kept]
-        codes = [run.codes for run in kept] if all(run.codes for run in kept) else None
-        picked.append(kept[choose(scores, select, codes)])
+        picked.append(kept[choose(scores, select, [run.codes for run in kept] if select == "codes" else None)])
     accuracies = [run.evaluations[last][0] for run in picked]
-    known = all(run.codes for run in runs)
-    cost = (after * k + (last - after) * keep) / (last * k) if after else 1.0
+    known = all(run.codes is not None for run in runs)
     return {
-        "share": sum(accuracy >= threshold for accuracy in accuracies) / len(picked),
+        "share": sum(accuracy >= threshold for accuracy in accuracies) / len(accuracies),
         "mean": statistics.mean(accuracies),
         "worst": min(accuracies),
-        "figure": statistics.mean(shows_slant_and_width(run.codes) for run in picked) if known else None,
-        "cost": cost,
-        "subsets": len(picked),
+        "slant_and_width": statistics.mean(shows_slant_and_width(run.codes) for run in picked) if known else None,
+        "cost": (after * k + (last - after) * keep) / (last * k) if after else 1.0,
+        "subsets": len(accuracies),
     }
 
 
@@ -69,21 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (a log.jsonl each) or folders of them")
     parser.add_argument("--k", type=int, nargs="+", default=[2, 3, 4], help="population sizes to replay")
-    parser.add_argument("--after", type=int, nargs="+", default=[2, 3, 4], help="epochs after which to halve")
+    parser.add_argument("--after", type=int, nargs="+", default=[2, 3, 4], help="epochs after which to cut")
     parser.add_argument("--keep", type=int, help="members kept after the cut (default: the upper half)")
     parser.add_argument(  # agreement needs each member's categories of real images, which no log holds
         "--select", choices=("information", "codes"), default="information", help="how the last pick is made"
     )
     parser.add_argument("--threshold", type=float, default=0.95)
     args = parser.parse_args(argv)
-    named = {
-        f"{path}/{name}": Run(evaluations, codes.get(name))
-        for path in args.runs
-        for codes in [final_codes(path)]
-        for name, evaluations in group_members(path).items()
-    }
+    if args.keep is not None and args.keep < 1:
+        parser.error(f"--keep must be at least 1, got {args.keep}")
+    named = {f"{path}/{name}": member for path in args.runs for name, member in group_members(path).items()}
+    last = {name: max(run.evaluations) for name, run in named.items()}
+    if len(set(last.values())) > 1 or max(args.after) >= min(last.values()):
+        ends = ", ".join(f"{name} {epoch}" for name, epoch in last.items())
+        parser.error(f"every run must be evaluated to the same last epoch, after every --after epoch; got {ends}")
+    if args.select == "codes" and any(run.codes is None for run in named.values()):
+        parser.error("--select codes needs every run's continuous codes (the log's last `continuous` record)")
     runs = list(named.values())
-    finals = ", ".join(f"{name} {run.evaluations[max(run.evaluations)][0]:.3f}" for name, run in named.items())
+    finals = ", ".join(f"{name} {run.evaluations[last[name]][0]:.3f}" for name, run in named.items())
     print(f"command: python bench/halving.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"final accuracy of the {len(runs)} runs: {finals}")
     cut = "halve after" if args.keep is None else f"keep {args.keep} after"
@@ -93,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in args.k:
         for after in [None, *args.after]:
             row = replay(runs, k, after, args.keep, args.select, args.threshold)
-            figure = "-" if row["figure"] is None else f"{row['figure']:.2f}"
+            figure = "-" if row["slant_and_width"] is None else f"{row['slant_and_width']:.2f}"
             print(
                 f"| {k} | {f'epoch {after}' if after else 'never'} | {row['cost']:.2f} | {row['share']:.2f} | "
                 f"{row['mean']:.4f} | {row['worst']:.4f} | {figure} | {row['subsets']} |"

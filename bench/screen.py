@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,38 +28,40 @@ from seeds import read_log  # noqa: E402
 from training.select import shows_slant_and_width  # noqa: E402
 
 
-def members(run: Path) -> dict[str, dict[int, tuple[float, float]]]:
-    """Each member of a run (a lone run has one), named by its seed: epoch -> (accuracy, information)."""
+@dataclass
+class Member:
+    """One member of a run (a lone run has one), read off its log."""
+
+    evaluations: dict[int, tuple[float, float]] = field(default_factory=dict)  # epoch -> (accuracy, information)
+    codes: dict[str, dict[str, float]] | None = None  # what its continuous codes do at the end; None if stopped
+
+
+def members(run: Path) -> dict[str, Member]:
+    """Each member of a run that was evaluated, named by its seed."""
     seed = json.loads((run / "config.json").read_text())["seed"]
-    tables: dict[str, dict[int, tuple[float, float]]] = {}
+    found: dict[str, Member] = {}
     for r in read_log(run / "log.jsonl"):
-        if "categorical_accuracy" in r and "information" in r:
-            name = f"s{seed + r.get('member', 0)}"
-            tables.setdefault(name, {})[round(r["epoch"])] = (r["categorical_accuracy"], r["information"])
-    return tables
+        evaluated = "categorical_accuracy" in r and "information" in r
+        if evaluated or r.get("continuous") is not None:  # halving logs `continuous: null` for a stopped member
+            member = found.setdefault(f"s{seed + r.get('member', 0)}", Member())
+            if evaluated:
+                member.evaluations[round(r["epoch"])] = (r["categorical_accuracy"], r["information"])
+            else:
+                member.codes = r["continuous"]
+    return {name: member for name, member in found.items() if member.evaluations}
 
 
-def run_folders(group: Path) -> list[Path]:
-    """A group's runs: a folder of lone runs (one subfolder per seed) or one run's folder."""
+def group_members(group: Path) -> dict[str, Member]:
+    """Every member of a group: a folder of lone runs (one subfolder per seed) or one run's folder."""
     folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
-    return [run for run in folders if (run / "log.jsonl").is_file()]
-
-
-def group_members(group: Path) -> dict[str, dict[int, tuple[float, float]]]:
-    """Every member of a group, named by its seed: epoch -> (accuracy, information)."""
-    return {name: table for run in run_folders(group) for name, table in members(run).items()}
-
-
-def final_codes(group: Path) -> dict[str, dict[str, dict[str, float]]]:
-    """What each finished member's continuous codes do (the log's last `continuous` record, from
-    training.evaluate.continuous_effects), named by seed."""
-    codes = {}
-    for run in run_folders(group):
-        seed = json.loads((run / "config.json").read_text())["seed"]
-        for r in read_log(run / "log.jsonl"):
-            if "continuous" in r:
-                codes[f"s{seed + r.get('member', 0)}"] = r["continuous"]
-    return codes
+    found: dict[str, Member] = {}
+    for run in folders:
+        if (run / "log.jsonl").is_file():
+            for name, member in members(run).items():
+                if name in found:
+                    raise SystemExit(f"{group}: two members with seed {name[1:]}; pass each run folder on its own")
+                found[name] = member
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,24 +71,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: python bench/screen.py {' '.join(map(str, args.groups))}")
     for group in args.groups:
         runs = group_members(group)
-        epochs = sorted({epoch for table in runs.values() for epoch in table})
+        epochs = sorted({epoch for member in runs.values() for epoch in member.evaluations})
         print(f"\n## {group} ({len(runs)} runs: {', '.join(runs)})")
         print("| epoch | " + " | ".join(runs) + " | mean | spread | worst |")
         print("| ---: |" + " ---: |" * (len(runs) + 3))
         for epoch in epochs:
-            values = [table[epoch][0] for table in runs.values() if epoch in table]
-            cells = [f"{table[epoch][0]:.4f}" if epoch in table else "-" for table in runs.values()]
+            tables = [member.evaluations for member in runs.values()]
+            values = [table[epoch][0] for table in tables if epoch in table]
+            cells = [f"{table[epoch][0]:.4f}" if epoch in table else "-" for table in tables]
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             print(
                 f"| {epoch} | {' | '.join(cells)} | {statistics.mean(values):.4f} | {spread:.4f} | {min(values):.4f} |"
             )
-        last = {name: table[max(table)][1] for name, table in runs.items() if table}
+        last = {name: member.evaluations[max(member.evaluations)][1] for name, member in runs.items()}
         print("information at the last evaluation: " + ", ".join(f"{n} {v:.4f}" for n, v in last.items()))
-        codes = final_codes(group)
-        if codes:
-            both = [name for name, effects in codes.items() if shows_slant_and_width(effects)]
-            named = ", ".join(both)
-            print(f"a slant code and a width code (|rho| >= 0.9) at the end: {len(both)} of {len(codes)}: {named}")
+        finished = {name: member.codes for name, member in runs.items() if member.codes is not None}
+        if finished:
+            both = [name for name, codes in finished.items() if shows_slant_and_width(codes)]
+            print(
+                f"a slant code and a width code (|rho| >= 0.9) at the end: {len(both)} of {len(finished)} "
+                f"finished: {', '.join(both)}"
+            )
     return 0
 
 

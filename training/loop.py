@@ -623,10 +623,10 @@ class TrainingClock:
 def auto_population(device: torch.device, world_size: int) -> tuple[int, int | None]:
     """`--population auto`: how many members to train on this device, and after how many epochs
     to halve them. On one GPU a member's step is bound by the host, so 16 members cost little
-    more than one, and halving after epoch 2 picked 0.982 in 94 s (README, "On a GPU"). On a CPU
-    every member costs its own time: three, the less informative one stopped after epoch 2, which
-    costs 2.25 full runs and picked better than two full runs in each of three replays (README,
-    "Three halved, not two"). Under torchrun the processes share one member."""
+    more than one, and halving after epoch 2 picked 0.981 in 115 s on an H200 (README, "The default
+    on a GPU, in fp32"). On a CPU every member costs its own time: three, the least informative
+    stopped after epoch 2, which costs 2.25 full runs and picked better than two full runs in all
+    four replays (README, "Three halved, not two"). Under torchrun the processes share one member."""
     if world_size > 1:
         return 1, None
     if device.type == "cuda":
@@ -637,7 +637,7 @@ def auto_population(device: torch.device, world_size: int) -> tuple[int, int | N
 def use_compile(setting: str) -> bool:
     """Whether to torch.compile the networks: only when asked. It was measured no faster on both
     devices we had: on our CPU 596 against 675 images/s after 12-34 s of compiling, on an H200
-    72 against 77 member-steps/s after about 29 s (README, "On a GPU")."""
+    72 against 77 member-steps/s after about 29 s (README, "On a GPU, before CUDA graphs")."""
     if setting not in COMPILE_SETTINGS:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_SETTINGS)}; got {setting!r}")
     return setting == "on"
