@@ -57,10 +57,10 @@ def group_members(group: Path) -> dict[str, Member]:
     found: dict[str, Member] = {}
     for run in folders:
         if (run / "log.jsonl").is_file():
-            for name, member in members(run).items():
-                if name in found:
-                    raise SystemExit(f"{group}: two members with seed {name[1:]}; pass each run folder on its own")
-                found[name] = member
+            for name, member in members(run).items():  # a seed trained twice logs the same figures
+                if name in found and found[name].evaluations != member.evaluations:
+                    raise SystemExit(f"{group}: two different runs of seed {name[1:]}; pass each run folder on its own")
+                found.setdefault(name, member)
     return found
 
 

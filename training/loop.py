@@ -626,7 +626,7 @@ def auto_population(device: torch.device, world_size: int) -> tuple[int, int | N
     more than one, and halving after epoch 2 picked 0.981 in 115 s on an H200 (README, "The default
     on a GPU, in fp32"). On a CPU every member costs its own time: three, the least informative
     stopped after epoch 2, which costs 2.25 full runs and picked better than two full runs in all
-    four replays (README, "Three halved, not two"). Under torchrun the processes share one member."""
+    five replays (README, "Three halved, not two"). Under torchrun the processes share one member."""
     if world_size > 1:
         return 1, None
     if device.type == "cuda":
