@@ -32,7 +32,7 @@ def test_a_population_trains_each_member_as_a_lone_run_of_its_seed_would(tmp_pat
 
 
 def test_one_file_holds_every_member_with_its_seed_metrics_and_the_chosen_one(tmp_path):
-    path = train(small_config(tmp_path, steps=10, eval_every=5, population=3))
+    path = train(small_config(tmp_path, steps=10, eval_every=5, population=3, select="information"))
     members = load_population(path)
     assert [m.meta["seed"] for m in members] == [0, 1, 2]
     assert all(m.meta["step"] == 10 for m in members)
