@@ -45,7 +45,7 @@ def replay(runs: list[Member], k: int, after: int | None, keep: int | None, sele
     for subset in itertools.combinations(runs, k):
         kept = sorted(subset, key=lambda run: run.evaluations[after][1], reverse=True)[:keep] if after else subset
         scores = [MemberScores(run.evaluations[last][1], None) for run in kept]
-        picked.append(kept[choose(scores, select, [run.codes for run in kept] if select == "codes" else None)])
+        picked.append(kept[choose(scores, select, [run.codes for run in kept])])  # codes read for "codes" only
     accuracies = [run.evaluations[last][0] for run in picked]
     known = all(run.codes is not None for run in runs)
     return {
