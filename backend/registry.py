@@ -109,7 +109,7 @@ class Registry:
             self.evicted = [other for other in self.evicted if other != name]
             await self._replace(name, model)
             log.info("loaded checkpoint %r from %s", name, source.path)
-        await self._evict()
+            await self._evict()  # before the next await, so no request sees more than the cap
         self.models = {name: self.models[name] for name in sources if name in self.models}
         self.errors = problems + list(self._failed.values())
 
