@@ -32,6 +32,7 @@ class CheckpointMeta(TypedDict, total=False):
     metrics: dict[str, Any]  # training.evaluate's figures: categorical_accuracy, continuous, fid, ...
     category_labels: list[str]  # category -> the digit it learned, UNMATCHED for none
     chosen_member: int  # of a finished population: the member the label-free criterion picked
+    code_rotation: list[list[float]]  # served continuous codes u were turned: training's codes are R u (training.align)
 
 
 def q_predicts_std(meta: CheckpointMeta) -> bool:

@@ -10,14 +10,18 @@ from test_train import SMALL_FLAGS, assert_same_weights, run_cli, small_config
 
 import training.loop as loop
 from models.checkpoint import CheckpointError, load_checkpoint, load_population, read_metadata, save_population
+from training.align import rotate_codes
 from training.export import main as export_main
 from training.loop import MODEL_NAME, train
 from training.select import MemberScores, agreement, choose, information, score_members, shows_slant_and_width
 from training.train import main as train_main
 
 
-def member_weights(path, k: int) -> dict[str, torch.Tensor]:
+def member_weights(path, k: int, *, rotation: list[list[float]] | None = None) -> dict[str, torch.Tensor]:
+    """Member k's weights; with a `rotation`, as the export turns its codes (training.align)."""
     member = load_population(path)[k]
+    if rotation is not None:
+        member = rotate_codes(member, torch.tensor(rotation))
     return {
         **{f"g.{name}": value for name, value in member.generator.state_dict().items()},
         **{f"d.{name}": value for name, value in member.discriminator.state_dict().items()},
@@ -47,16 +51,22 @@ def test_one_file_holds_every_member_with_its_seed_metrics_and_the_chosen_one(tm
         load_checkpoint(path)  # a serving-style load names the way out: export one member
 
 
-def test_the_run_ends_with_the_chosen_member_exported_for_serving(tmp_path):
-    path = train(small_config(tmp_path, steps=10, population=2))
+@pytest.mark.parametrize("align_codes", [True, False])
+def test_the_run_ends_with_the_chosen_member_exported_for_serving(tmp_path, align_codes):
+    path = train(small_config(tmp_path, steps=10, population=2, align_codes=align_codes))
     chosen = read_metadata(path)["chosen_member"]
     model = load_checkpoint(tmp_path / MODEL_NAME)
     assert model.stored_dtype == torch.float16
     assert "optimizers" not in read_metadata(tmp_path / MODEL_NAME)  # a serving file: networks and metadata only
     assert "chosen_member" not in model.meta and model.meta["step"] == 10
     assert model.meta["seed"] == chosen
-    exported = member_weights(tmp_path / MODEL_NAME, 0)
-    assert_same_weights({k: v.half().float() for k, v in member_weights(path, chosen).items()}, exported)
+    # this member's codes get turned by default (training.align); --keep-codes keeps them as trained
+    rotation = model.meta.get("code_rotation")
+    assert (rotation is not None) == align_codes
+    chosen_weights = member_weights(path, chosen, rotation=rotation)
+    assert_same_weights(
+        {k: v.half().float() for k, v in chosen_weights.items()}, member_weights(tmp_path / MODEL_NAME, 0)
+    )
     names = [code.name for code in model.latent.continuous]  # named by what they do where that is clear
     assert list(model.meta["metrics"]["continuous"]) == names and len(names) == 2  # slant and width per code
 

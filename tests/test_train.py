@@ -208,6 +208,15 @@ def test_a_resumed_run_keeps_its_recipe(tmp_path, capsys):
     assert TrainConfig.from_dict(legacy).recipe == "paper"
 
 
+def test_a_resume_may_change_how_the_model_is_exported_but_no_training_flag(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig(out_dir=str(tmp_path)).to_dict()))
+    assert main(["--resume", "--dry-run", "--out", str(tmp_path), "--keep-codes"]) == 0
+    assert json.loads(capsys.readouterr().out)["align_codes"] is False
+    with pytest.raises(SystemExit) as exit_:  # a flag not named after its field is checked too
+        main(["--resume", "--dry-run", "--out", str(tmp_path), "--consistency-head-only"])
+    assert exit_.value.code == 2 and "--consistency-head-only False differs from its True" in capsys.readouterr().err
+
+
 def test_tensorboard_gets_the_figures_and_the_sample_grids(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -3,8 +3,9 @@
 python -m training.export runs/mnist/checkpoint.safetensors models/pretrained/mnist.safetensors
 
 A population's checkpoint holds every member: export writes the one the run chose, or --member N.
-Continuous codes whose measured effect is clear get named by it ("slant", "width"), so the page
-and the API can say what a slider does.
+Continuous codes are turned to line up with slant and width where that makes them cleaner
+(training.align; --keep-codes leaves them), and codes whose measured effect is clear get named
+by it ("slant", "width"), so the page and the API can say what a slider does.
 """
 
 from __future__ import annotations
@@ -16,16 +17,27 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import Checkpoint, CheckpointError, load_population, save_checkpoint
+from models.checkpoint import Checkpoint, CheckpointError, load_population, read_metadata, save_checkpoint
 from models.metadata import clear_effect
+from training.align import aligned_codes
+from training.classifier import ClassifierError, MnistClassifier, load_classifier
+from training.evaluate import CLASSIFIER_IMAGE
 from training.options import DefaultsHelpFormatter
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}
 
 
-def export(source: Path, target: Path, *, dtype: torch.dtype | None = torch.float16, member: int | None = None) -> Path:
+def export(
+    source: Path,
+    target: Path,
+    *,
+    dtype: torch.dtype | None = torch.float16,
+    member: int | None = None,
+    align: bool = True,
+) -> Path:
     """Drop the optimizer state and cast the weights; metadata (metrics, labels) is kept. From a
-    population, `member` (default: the one the run chose) is written."""
+    population, `member` (default: the one the run chose) is written. With `align`, a model of
+    MNIST-shaped images gets its codes turned where that makes them cleaner (training.align)."""
     members = load_population(source)
     if member is None:
         member = 0 if len(members) == 1 else members[0].meta.get("chosen_member")
@@ -35,14 +47,26 @@ def export(source: Path, target: Path, *, dtype: torch.dtype | None = torch.floa
         )
     if not isinstance(member, int) or not 0 <= member < len(members):
         raise CheckpointError(f"{source}: --member {member} is not one of its members 0..{len(members) - 1}")
-    return save_checkpoint(target, serving_checkpoint(members[member]), dtype=dtype)
+    chosen = members[member]
+    classifier = code_classifier(chosen) if align else None
+    return save_checkpoint(target, serving_checkpoint(chosen, classifier=classifier), dtype=dtype)
 
 
-def serving_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
+def code_classifier(checkpoint: Checkpoint) -> MnistClassifier | None:
+    """The classifier that measures a model's codes (training.evaluate), where its images are
+    MNIST-shaped; else None."""
+    arch = checkpoint.arch
+    return load_classifier() if (arch.image_channels, arch.image_size, arch.image_size) == CLASSIFIER_IMAGE else None
+
+
+def serving_checkpoint(checkpoint: Checkpoint, *, classifier: MnistClassifier | None = None) -> Checkpoint:
     """What a served model keeps of a training checkpoint: the networks and the metadata, codes
-    named by what they do; no optimizer state, no note of which population member it was."""
+    named by what they do; no optimizer state, no note of which population member it was. With
+    the `classifier` that measures codes, they are first turned towards slant and width where
+    that makes them cleaner (training.align)."""
     meta = {key: value for key, value in checkpoint.meta.items() if key != "chosen_member"}
-    return named_codes(dataclasses.replace(checkpoint, training=None, meta=meta))
+    served = dataclasses.replace(checkpoint, training=None, meta=meta)
+    return named_codes(aligned_codes(served, classifier) if classifier is not None else served)
 
 
 def named_codes(checkpoint: Checkpoint) -> Checkpoint:
@@ -83,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", type=Path, help="where to write the serving checkpoint")
     parser.add_argument("--dtype", choices=DTYPES, default="fp16", help="weight precision")
     parser.add_argument("--member", type=int, help="of a population: which member (default: the one the run chose)")
+    parser.add_argument(
+        "--keep-codes", action="store_true", help="keep the continuous codes as trained, not turned to slant and width"
+    )
     args = parser.parse_args(argv)
     try:
-        path = export(args.source, args.target, dtype=DTYPES[args.dtype], member=args.member)
-    except (CheckpointError, OSError) as error:
+        path = export(args.source, args.target, dtype=DTYPES[args.dtype], member=args.member, align=not args.keep_codes)
+    except (CheckpointError, ClassifierError, OSError) as error:
         print(f"infogan export: error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    turned = " with its continuous codes turned to slant and width" if "code_rotation" in read_metadata(path) else ""
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB){turned}")
     return 0
 
 

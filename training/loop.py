@@ -46,7 +46,7 @@ from models.sample import render_grid, traversal_codes
 from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import CLASSIFIER_IMAGE, categorical_accuracy, continuous_effects
-from training.export import serving_checkpoint
+from training.export import code_classifier, serving_checkpoint
 from training.graphs import GraphedStep
 from training.losses import (
     InformationLoss,
@@ -107,6 +107,9 @@ class TrainConfig:
     # The label-free criterion that picks the member to export (training.select): `codes` picks as
     # `information` does, but breaks near-ties towards the paper's figure (README, "Three halved, not two")
     select: str = "codes"
+    align_codes: bool = (
+        True  # the exported model's continuous codes turned to slant and width where cleaner (training.align)
+    )
     device: str = "auto"  # auto: cuda, then mps, then cpu
     # fp32: in bf16 the same seeds learned the digit less often and one collapsed (README, "fp32
     # against bf16"); "auto" is bf16 autocast where native (models.networks.compute_dtype), "bf16"
@@ -390,13 +393,17 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                 save_population(checkpoint_path, [member.checkpoint(config) for member in members], meta)
                 model = members[chosen].checkpoint(config)
                 model.meta = {**meta, **model.meta}
-                save_checkpoint(out_dir / MODEL_NAME, serving_checkpoint(model), dtype=torch.float16)
+                served = serving_checkpoint(model, classifier=code_classifier(model) if config.align_codes else None)
+                save_checkpoint(out_dir / MODEL_NAME, served, dtype=torch.float16)
                 for k, member in enumerate(members):  # what the choice read, member by member
                     tag = {"member": k} if len(members) > 1 else {}
                     metrics = member.evaluation["metrics"]
                     log.write({**record, **tag, **{key: metrics.get(key) for key in SELECTION_METRICS}})
-                log.write({**record, "chosen_member": chosen, "criterion": config.select})
+                rotation = served.meta.get("code_rotation")
+                log.write({**record, "chosen_member": chosen, "criterion": config.select, "code_rotation": rotation})
                 progress.write(selection_report(members, chosen, config.select, out_dir / MODEL_NAME))
+                if rotation is not None:
+                    progress.write(turn_report(served))
     progress.close()
     log.close()
     return checkpoint_path
@@ -450,10 +457,7 @@ def selection_report(members: list[Member], chosen: int, criterion: str, exporte
     for k, member in enumerate(members):
         metrics = member.evaluation["metrics"]
         agreement = f"{metrics['agreement']:.4f}" if metrics.get("agreement") is not None else "-"
-        codes = "  ".join(
-            f"{name}: slant {effect['slant_spearman']:+.2f} width {effect['width_spearman']:+.2f}"
-            for name, effect in metrics.get("continuous", {}).items()
-        )
+        codes = code_effects(metrics.get("continuous", {}))
         mark = "  <- chosen" if k == chosen else ""
         if member.dropped_at is not None:
             mark = f"  (halving stopped it at step {member.dropped_at})"
@@ -463,6 +467,20 @@ def selection_report(members: list[Member], chosen: int, criterion: str, exporte
         )
     lines.append(f"chose member {chosen} ({REASONS[criterion]}, no labels used); serving checkpoint: {exported}")
     return "\n".join(lines)
+
+
+def code_effects(effects: dict[str, dict[str, float]]) -> str:
+    """Each continuous code's rank correlations with slant and width, on one line."""
+    return "  ".join(
+        f"{name}: slant {effect['slant_spearman']:+.2f} width {effect['width_spearman']:+.2f}"
+        for name, effect in effects.items()
+    )
+
+
+def turn_report(served: Checkpoint) -> str:
+    """What turning the exported model's codes did (training.align): each served code's effects."""
+    codes = code_effects(served.meta["metrics"]["continuous"])
+    return f"turned its continuous codes to line up with slant and width (training.align): {codes}"
 
 
 def build_member(config: TrainConfig, seed: int, device: torch.device, ddp: Distributed) -> Member:

@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--select", choices=CRITERIA, default=defaults.select, help="label-free criterion that picks the member")
     add(
+        "--keep-codes",
+        dest="align_codes",
+        action="store_false",
+        help="export the chosen member's continuous codes as trained, not turned to slant and width",
+    )
+    add(
         "--device",
         type=device_name,
         default=defaults.device,
@@ -262,17 +268,30 @@ def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: 
     saved = TrainConfig.from_dict(json.loads(stored.read_text()))
     given = argv if argv is not None else sys.argv[1:]
     changeable = ("epochs", "steps", "minutes", "log_every", "sample_every", "checkpoint_every", "eval_every")
-    changeable += ("device", "compile", "cuda_graphs", "graph_streams", "select", "tensorboard")
+    changeable += ("device", "compile", "cuda_graphs", "graph_streams", "select", "align_codes", "tensorboard")
     fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch")]
     for name in fields:
-        flag = f"--{name.replace('_', '-')}"
+        flag = _flag(name)
         if name not in changeable and _flag_given(flag, given) and getattr(config, name) != getattr(saved, name):
             parser.error(
                 f"--resume keeps the run's stored configuration: {flag} {getattr(config, name)} differs from its "
-                f"{getattr(saved, name)} (only the length, bookkeeping, device, compile, graphs and select may change)"
+                f"{getattr(saved, name)} (only the length, bookkeeping, device, compile, graphs and how the model "
+                "is chosen and exported may change)"
             )
-    updates = {n: getattr(config, n) for n in changeable if _flag_given(f"--{n.replace('_', '-')}", given)}
+    updates = {n: getattr(config, n) for n in changeable if _flag_given(_flag(n), given)}
     return dataclasses.replace(saved, **updates)
+
+
+# The flags not named after the config field they set
+FLAGS = {
+    "consistency_trains_body": "--consistency-head-only",
+    "info_trains_body": "--info-head-only",
+    "align_codes": "--keep-codes",
+}
+
+
+def _flag(field: str) -> str:
+    return FLAGS.get(field, f"--{field.replace('_', '-')}")
 
 
 def _flag_given(flag: str, argv: list[str]) -> bool:
