@@ -6,8 +6,9 @@
 Each argument is one recipe: a folder of lone runs (one subfolder per seed) or a population's
 run folder (every member), all evaluated once per epoch (the default). For each group and
 epoch: every seed's categorical accuracy, then the mean, the spread (standard deviation) and
-the worst; each seed's label-free information at its last evaluation; and which finished seeds
-have a slant code and a width code. Runs still training count up to the epoch they have reached.
+the worst; each seed's label-free information at its last evaluation; how many seeds have a
+slant code and a width code at each epoch (where evaluations logged the codes) and which
+finished seeds have them. Runs still training count up to the epoch they have reached.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Member:
 
     evaluations: dict[int, tuple[float, float]] = field(default_factory=dict)  # epoch -> (accuracy, information)
     codes: dict[str, dict[str, float]] | None = None  # what its continuous codes do at the end; None if stopped
+    codes_by_epoch: dict[int, dict[str, dict[str, float]]] = field(
+        default_factory=dict
+    )  # logged since evaluations measure them
 
 
 def members(run: Path) -> dict[str, Member]:
@@ -46,6 +50,8 @@ def members(run: Path) -> dict[str, Member]:
             member = found.setdefault(f"s{seed + r.get('member', 0)}", Member())
             if evaluated:
                 member.evaluations[round(r["epoch"])] = (r["categorical_accuracy"], r["information"])
+                if r.get("continuous") is not None:
+                    member.codes_by_epoch[round(r["epoch"])] = r["continuous"]
             else:
                 member.codes = r["continuous"]
     return {name: member for name, member in found.items() if member.evaluations}
@@ -85,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         last = {name: member.evaluations[max(member.evaluations)][1] for name, member in runs.items()}
         print("information at the last evaluation: " + ", ".join(f"{n} {v:.4f}" for n, v in last.items()))
+        by_epoch = [
+            f"{epoch}: {sum(shows_slant_and_width(m.codes_by_epoch[epoch]) for m in measured)} of {len(measured)}"
+            for epoch in epochs
+            if (measured := [m for m in runs.values() if epoch in m.codes_by_epoch])
+        ]
+        if by_epoch:
+            print("a slant code and a width code (|rho| >= 0.9) by epoch: " + ", ".join(by_epoch))
         finished = {name: member.codes for name, member in runs.items() if member.codes is not None}
         if finished:
             both = [name for name, codes in finished.items() if shows_slant_and_width(codes)]

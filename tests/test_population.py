@@ -102,6 +102,8 @@ def test_halving_stops_the_least_informative_member_where_it_stood_and_chooses_a
         r["step"] for r in records if r.get("member") == dropped and ("loss_d" in r or "categorical_accuracy" in r)
     ]
     assert max(trained) == 8  # no training, and no evaluation, after
+    (last_read,) = [r for r in records if r.get("member") == dropped and "agreement" in r]
+    assert last_read["continuous"] is None and last_read["information"] is not None  # what halving read, only
     stopped = train(small_config(tmp_path / "alone", steps=8, batch_size=256, seed=dropped))
     assert_same_weights(member_weights(path, dropped), member_weights(stopped, 0))  # weights as they were then
     assert read_metadata(path)["chosen_member"] != dropped

@@ -46,7 +46,7 @@ from models.sample import render_grid, traversal_codes
 from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import CLASSIFIER_IMAGE, categorical_accuracy, continuous_effects
-from training.export import code_classifier, serving_checkpoint
+from training.export import serving_checkpoint
 from training.graphs import GraphedStep
 from training.losses import (
     InformationLoss,
@@ -262,6 +262,9 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     data = load_dataset(config.dataset, "train")
     images = data.images.to(device)
     test = load_dataset(config.dataset, "test") if ddp.is_main else None
+    # what the continuous codes do, measured on G's pictures by our MNIST classifier where it applies
+    measures_codes = ddp.is_main and tuple(images.shape[1:]) == CLASSIFIER_IMAGE
+    classifier = load_classifier().to(device) if measures_codes else None
     steps_per_epoch = len(data) // (config.batch_size * ddp.world_size)
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {config.batch_size} x {ddp.world_size} processes exceeds the data set")
@@ -363,15 +366,13 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                         shown.update({name: f"{value:.3f}" for name, value in losses.items()})
                 if step % eval_every == 0 or done:
                     accuracy, mapping = categorical_accuracy(member.discriminator, latent, test)
-                    member.evaluation = {
-                        "metrics": {"categorical_accuracy": accuracy},
-                        "category_labels": category_labels(mapping),
-                    }
+                    metrics: dict[str, Any] = {"categorical_accuracy": accuracy}
+                    if classifier is not None:  # when the codes take their roles, and named in live checkpoints
+                        metrics["continuous"] = continuous_effects(member.generator, latent, classifier)
+                    member.evaluation = {"metrics": metrics, "category_labels": category_labels(mapping)}
                     # the label-free criterion beside the labelled accuracy: does it predict early?
                     probabilities = category_probabilities(member.discriminator, latent, images[:SELECTION_IMAGES])
-                    log.write(
-                        {**record, **tag, "categorical_accuracy": accuracy, "information": information(probabilities)}
-                    )
+                    log.write({**record, **tag, **metrics, "information": information(probabilities)})
                     who = f"member {k} " if len(members) > 1 else ""
                     progress.write(
                         f"step {step} ({seconds:.0f} s of training): {who}categorical accuracy {accuracy:.4f}",
@@ -393,12 +394,19 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                 save_population(checkpoint_path, [member.checkpoint(config) for member in members], meta)
                 model = members[chosen].checkpoint(config)
                 model.meta = {**meta, **model.meta}
-                served = serving_checkpoint(model, classifier=code_classifier(model) if config.align_codes else None)
+                served = serving_checkpoint(model, classifier=classifier if config.align_codes else None)
                 save_checkpoint(out_dir / MODEL_NAME, served, dtype=torch.float16)
                 for k, member in enumerate(members):  # what the choice read, member by member
                     tag = {"member": k} if len(members) > 1 else {}
                     metrics = member.evaluation["metrics"]
-                    log.write({**record, **tag, **{key: metrics.get(key) for key in SELECTION_METRICS}})
+                    read = SELECTION_METRICS if member.dropped_at is None else ("information",)  # halving read that
+                    log.write(
+                        {
+                            **record,
+                            **tag,
+                            **{key: metrics.get(key) if key in read else None for key in SELECTION_METRICS},
+                        }
+                    )
                 rotation = served.meta.get("code_rotation")
                 log.write({**record, "chosen_member": chosen, "criterion": config.select, "code_rotation": rotation})
                 progress.write(selection_report(members, chosen, config.select, out_dir / MODEL_NAME))
@@ -434,18 +442,12 @@ def halve(members: list[Member], latent: LatentSpec, images: torch.Tensor, step:
 
 def select_member(members: list[Member], latent: LatentSpec, images: torch.Tensor, criterion: str) -> int:
     """Score the members still training (halving may have stopped some) without labels on real
-    training images, record the scores and what each continuous code does in their metrics, and
-    return the index of the member `criterion` picks."""
+    training images, record the scores in their metrics, and return the index of the member
+    `criterion` picks. What their codes do comes from the evaluation of this last step."""
     candidates = still_training(members)
     scores = score_members([members[k].discriminator for k in candidates], latent, images[:SELECTION_IMAGES])
-    classifier = load_classifier() if tuple(images.shape[1:]) == CLASSIFIER_IMAGE else None
     for k, score in zip(candidates, scores, strict=True):
-        member = members[k]
-        metrics = {**member.evaluation.get("metrics", {}), **score.as_metrics()}
-        if classifier is not None:
-            classifier.to(images.device)
-            metrics["continuous"] = continuous_effects(member.generator, latent, classifier)
-        member.evaluation["metrics"] = metrics
+        members[k].evaluation["metrics"] = {**members[k].evaluation.get("metrics", {}), **score.as_metrics()}
     effects = [members[k].evaluation["metrics"].get("continuous") for k in candidates]
     return candidates[choose(scores, criterion, effects if all(effects) else None)]
 
