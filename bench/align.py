@@ -7,7 +7,8 @@ training or serving checkpoint: its codes as trained and as export would serve t
 the same way (training.evaluate.continuous_effects, G's own pictures, our MNIST classifier):
 each code's rank correlation with slant and with width, its swings, the codes that get a name,
 the crosstalk (per code the smaller of its two swings, summed), whether one code tracks slant and
-another width (|rho| >= 0.9, the issue's test), and the lowest share of sweeps that keep the digit.
+another width (|rho| >= 0.9 each, training.select.shows_slant_and_width), and the lowest share
+of sweeps that keep the digit.
 """
 
 from __future__ import annotations
@@ -59,11 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             if member.meta.get("dropped_at") is not None:
                 continue
             trained = continuous_effects(member.generator, member.latent, classifier)
-            member.meta["metrics"] = {**member.meta.get("metrics", {}), "continuous": trained}
-            served = aligned_codes(member, classifier)
-            accuracy = member.meta["metrics"].get("categorical_accuracy", float("nan"))
-            turned = "yes" if "code_rotation" in served.meta else "no"
-            served_effects = served.meta["metrics"]["continuous"]
+            served = aligned_codes(member, classifier)  # what export writes
+            accuracy = member.meta.get("metrics", {}).get("categorical_accuracy", float("nan"))
+            turned = "yes" if served is not member else "no"
+            served_effects = served.meta["metrics"]["continuous"] if served is not member else trained
             print(f"| {path}#{k} | {accuracy:.4f} | {describe(trained)} | {describe(served_effects)} | {turned} |")
     return 0
 

@@ -35,9 +35,8 @@ class Member:
 
     evaluations: dict[int, tuple[float, float]] = field(default_factory=dict)  # epoch -> (accuracy, information)
     codes: dict[str, dict[str, float]] | None = None  # what its continuous codes do at the end; None if stopped
-    codes_by_epoch: dict[int, dict[str, dict[str, float]]] = field(
-        default_factory=dict
-    )  # logged since evaluations measure them
+    # what its codes do at each epoch, where the evaluations logged it
+    codes_by_epoch: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 def members(run: Path) -> dict[str, Member]:

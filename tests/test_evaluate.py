@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from drawn import LineGenerator, line_image
 from safetensors import safe_open
+from scipy.stats import spearmanr
 
 from models import (
     ArchConfig,
@@ -167,6 +168,15 @@ def test_fid_is_zero_for_the_same_images_and_grows_with_a_shift(classifier: Mnis
 
 
 # --- continuous codes and sampling -----------------------------------------------------------
+
+
+def test_the_rank_correlation_of_a_sweep_is_spearmans_rho_line_by_line() -> None:
+    rng = np.random.default_rng(0)
+    values = np.array([-2, -1.5, -1, -0.5, 0.5, 1, 1.5, 2])
+    lines = np.round(rng.random((50, 8)), 1)  # with ties
+    lines[:3] = 0.5  # lines along which nothing changes count as 0
+    expected = np.mean([spearmanr(values, line).statistic if np.ptp(line) > 0 else 0.0 for line in lines])
+    assert evaluate_module._mean_spearman(values, lines) == pytest.approx(expected, abs=1e-12)
 
 
 def test_continuous_effects_of_a_random_generator_are_bounded(classifier: MnistClassifier) -> None:

@@ -1,5 +1,6 @@
 """Specification of training.export: a training checkpoint becomes a small serving one."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,8 @@ def training_checkpoint(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def exported(training_checkpoint: Path, tmp_path: Path) -> Path:
-    return export(training_checkpoint, tmp_path / "serve" / "model.safetensors")
+    """Exported with its codes as trained: the tests below are about the file, not the codes."""
+    return export(training_checkpoint, tmp_path / "serve" / "model.safetensors", align=False)
 
 
 def test_export_writes_the_target_and_returns_its_path(training_checkpoint: Path, tmp_path: Path) -> None:
@@ -87,6 +89,24 @@ def test_exported_generator_draws_what_the_trained_one_drew(training_checkpoint:
         got = load_checkpoint(exported).generator(x)
 
     torch.testing.assert_close(got, expected, atol=1e-2, rtol=0)
+
+
+def test_exported_codes_are_turned_consistently_or_kept_as_trained(training_checkpoint: Path, tmp_path: Path) -> None:
+    assert main([str(training_checkpoint), str(tmp_path / "kept.safetensors"), "--keep-codes", "--dtype", "fp32"]) == 0
+    assert main([str(training_checkpoint), str(tmp_path / "default.safetensors"), "--dtype", "fp32"]) == 0
+    trained, kept, default = (
+        load_checkpoint(p)
+        for p in (training_checkpoint, tmp_path / "kept.safetensors", tmp_path / "default.safetensors")
+    )
+    assert "code_rotation" not in kept.meta
+    rotation = torch.tensor(default.meta.get("code_rotation", torch.eye(2).tolist()))  # training's codes: c = R u
+    u = SPEC.sample(4, generator=torch.Generator().manual_seed(1))
+    c = dataclasses.replace(u, c_cont=u.c_cont @ rotation.T)
+
+    with torch.no_grad():
+        expected = trained.generator(SPEC.build_input(c))
+        torch.testing.assert_close(kept.generator(SPEC.build_input(c)), expected)
+        torch.testing.assert_close(default.generator(SPEC.build_input(u)), expected, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(

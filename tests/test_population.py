@@ -60,13 +60,13 @@ def test_the_run_ends_with_the_chosen_member_exported_for_serving(tmp_path, alig
     assert "optimizers" not in read_metadata(tmp_path / MODEL_NAME)  # a serving file: networks and metadata only
     assert "chosen_member" not in model.meta and model.meta["step"] == 10
     assert model.meta["seed"] == chosen
-    # this member's codes get turned by default (training.align); --keep-codes keeps them as trained
+    # its codes may be turned (training.align: code_rotation says how); --keep-codes keeps them as trained
     rotation = model.meta.get("code_rotation")
-    assert (rotation is not None) == align_codes
-    chosen_weights = member_weights(path, chosen, rotation=rotation)
-    assert_same_weights(
-        {k: v.half().float() for k, v in chosen_weights.items()}, member_weights(tmp_path / MODEL_NAME, 0)
-    )
+    assert rotation is None or align_codes
+    chosen_weights = {k: v.half().float() for k, v in member_weights(path, chosen, rotation=rotation).items()}
+    exported = member_weights(tmp_path / MODEL_NAME, 0)
+    assert chosen_weights.keys() == exported.keys()
+    assert all(torch.allclose(chosen_weights[k], exported[k].float(), atol=1e-3) for k in exported)  # fp16
     names = [code.name for code in model.latent.continuous]  # named by what they do where that is clear
     assert list(model.meta["metrics"]["continuous"]) == names and len(names) == 2  # slant and width per code
 
@@ -228,7 +228,7 @@ def test_a_run_chooses_by_codes_from_the_scores_and_effects_it_records(tmp_path,
     scores = [MemberScores(m["information"], m["agreement"]) for m in metrics]
     assert read_metadata(path)["chosen_member"] == choose(scores, "codes", [m["continuous"] for m in metrics])
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    logged = [r for r in records if "continuous" in r]  # what the choice read, in the log too
+    logged = [r for r in records if "agreement" in r]  # what the choice read, in the log too (after the evaluations)
     assert [(r["member"], r["information"], r["continuous"]) for r in logged] == [
         (k, m["information"], m["continuous"]) for k, m in enumerate(metrics)
     ]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import Checkpoint
-from models.metadata import SWINGS, clear_effect, has_numbers, q_predicts_std
+from models.metadata import SWINGS, clear_effect, q_predicts_std
 from training.classifier import MnistClassifier
 from training.evaluate import continuous_effects
 
@@ -25,16 +25,15 @@ Effects = dict[str, dict[str, float]]  # training.evaluate.continuous_effects: c
 
 
 def code_rotation(slant_swings: np.ndarray, width_swings: np.ndarray) -> np.ndarray:
-    """The orthogonal (n, n) R whose first column is the code direction that moves slant most
-    against width and whose second column is the reverse, from each code's (n,) swings.
+    """The orthogonal (2, 2) R whose first column is the direction of two codes that moves slant
+    most against width and whose second column is the reverse, from each code's swings (2,).
 
     A unit direction d moves slant by a_s . d and width by a_w . d (linear in the codes), so
     (a_s . d)^2 - (a_w . d)^2 = d^T (a_s a_s^T - a_w a_w^T) d, whose top and bottom eigenvectors
     are the two directions, orthogonal by construction. Each column's sign makes its attribute
-    grow with the code; further codes take the remaining eigenvectors."""
-    scores, vectors = np.linalg.eigh(np.outer(slant_swings, slant_swings) - np.outer(width_swings, width_swings))
-    order = [len(scores) - 1, 0, *range(len(scores) - 2, 0, -1)]  # slant, width, then the rest
-    rotation = vectors[:, order]
+    grow with the code."""
+    _, vectors = np.linalg.eigh(np.outer(slant_swings, slant_swings) - np.outer(width_swings, width_swings))
+    rotation = vectors[:, ::-1].copy()  # eigh sorts ascending: slant's direction first, width's second
     for column, swings in ((0, slant_swings), (1, width_swings)):
         if swings @ rotation[:, column] < 0:
             rotation[:, column] *= -1
@@ -42,8 +41,9 @@ def code_rotation(slant_swings: np.ndarray, width_swings: np.ndarray) -> np.ndar
 
 
 def rotate_codes(checkpoint: Checkpoint, rotation: torch.Tensor) -> Checkpoint:
-    """The same model reading continuous codes u with c = R u: G(z, u) draws what G(z, R u) drew,
-    and Q's means read R^T mu. Q's stds do not turn with it, so a Q that predicts them is refused."""
+    """The same networks reading continuous codes u with c = R u: G(z, u) draws what G(z, R u)
+    drew, and Q's means read R^T mu. Q's stds do not turn with it, so a Q that predicts them is
+    refused; optimiser states, which belong to the unturned weights, are dropped."""
     if q_predicts_std(checkpoint.meta):
         raise ValueError("the codes of a Q that predicts a std per code cannot be rotated")
     n = len(checkpoint.latent.continuous)
@@ -55,7 +55,7 @@ def rotate_codes(checkpoint: Checkpoint, rotation: torch.Tensor) -> Checkpoint:
         means = slice(last.out_features - 2 * n, last.out_features - n)
         last.weight[means] = rotation.T.to(last.weight) @ last.weight[means]
         last.bias[means] = rotation.T.to(last.bias) @ last.bias[means]
-    return dataclasses.replace(checkpoint, generator=generator, discriminator=discriminator)
+    return dataclasses.replace(checkpoint, generator=generator, discriminator=discriminator, training=None)
 
 
 def crosstalk(effects: Effects) -> float:
@@ -64,26 +64,36 @@ def crosstalk(effects: Effects) -> float:
     return sum(min(abs(e[SWINGS["slant"]]), abs(e[SWINGS["width"]])) for e in effects.values())
 
 
+def named(effects: Effects) -> int:
+    """How many of slant and width the codes name (models.metadata.clear_effect); two slant codes name one."""
+    return len({clear[0] for e in effects.values() if (clear := clear_effect(e))})
+
+
 def aligned_codes(checkpoint: Checkpoint, classifier: MnistClassifier) -> Checkpoint:
-    """The checkpoint with its continuous codes turned towards slant and width and measured again,
-    when the turn names as many of the two effects or more (models.metadata.clear_effect) and
-    leaves less crosstalk; else the checkpoint as it was. Its metadata records R as
-    `code_rotation` (training's codes are R u). Needs two or more codes measured with swings
-    (training.evaluate) and a Q with a fixed std."""
-    metrics = checkpoint.meta.get("metrics")
-    effects = metrics.get("continuous") if isinstance(metrics, dict) else None
-    names = [code.name or f"c{j + 1}" for j, code in enumerate(checkpoint.latent.continuous)]
-    measured = isinstance(effects, dict) and all(has_numbers(effects.get(n), SWINGS.values()) for n in names)
-    if len(names) < 2 or not measured or q_predicts_std(checkpoint.meta):
+    """The checkpoint with its two continuous codes turned towards slant and width, when the turn
+    names as many of the two effects or more and leaves less crosstalk, both measured on the
+    networks as they are (training.evaluate); else the checkpoint as it was.
+
+    The turned file records R as `code_rotation` (training's codes are R u; turning a turned
+    file composes them) and drops FID figures, which were measured with the unturned prior.
+    Only two codes of one prior and range are turned, and only under a Q with a fixed std."""
+    codes = checkpoint.latent.continuous
+    alike = len({(code.prior, tuple(code.train_range)) for code in codes}) == 1
+    if len(codes) != 2 or not alike or q_predicts_std(checkpoint.meta):
         return checkpoint
-    rotation = code_rotation(*(np.array([effects[n][SWINGS[a]] for n in names]) for a in ("slant", "width")))
+    before = continuous_effects(checkpoint.generator, checkpoint.latent, classifier)
+    rotation = code_rotation(*(np.array([e[SWINGS[a]] for e in before.values()]) for a in ("slant", "width")))
+    if not np.isfinite(rotation).all():
+        return checkpoint
     turned = rotate_codes(checkpoint, torch.tensor(rotation, dtype=torch.float32))
-    turned_effects = continuous_effects(turned.generator, turned.latent, classifier)
-
-    def named(measured_effects: Effects) -> int:  # two slant codes name one effect, not two
-        return len({clear[0] for e in measured_effects.values() if (clear := clear_effect(e))})
-
-    if named(turned_effects) < named(effects) or crosstalk(turned_effects) >= crosstalk(effects):
+    after = continuous_effects(turned.generator, turned.latent, classifier)
+    if not (named(after) >= named(before) and crosstalk(after) < crosstalk(before)):  # NaN keeps the codes
         return checkpoint
-    meta = {**checkpoint.meta, "metrics": {**metrics, "continuous": turned_effects}, "code_rotation": rotation.tolist()}
+    metrics = {k: v for k, v in checkpoint.meta.get("metrics", {}).items() if not k.startswith("fid")}
+    earlier = np.array(checkpoint.meta.get("code_rotation", np.eye(2)))
+    meta = {
+        **checkpoint.meta,
+        "metrics": {**metrics, "continuous": after},
+        "code_rotation": (earlier @ rotation).tolist(),
+    }
     return dataclasses.replace(turned, meta=meta)

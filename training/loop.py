@@ -107,9 +107,8 @@ class TrainConfig:
     # The label-free criterion that picks the member to export (training.select): `codes` picks as
     # `information` does, but breaks near-ties towards the paper's figure (README, "Three halved, not two")
     select: str = "codes"
-    align_codes: bool = (
-        True  # the exported model's continuous codes turned to slant and width where cleaner (training.align)
-    )
+    # the exported model's continuous codes turned to slant and width where that is cleaner (training.align)
+    align_codes: bool = True
     device: str = "auto"  # auto: cuda, then mps, then cpu
     # fp32: in bf16 the same seeds learned the digit less often and one collapsed (README, "fp32
     # against bf16"); "auto" is bf16 autocast where native (models.networks.compute_dtype), "bf16"

@@ -291,6 +291,7 @@ FLAGS = {
 
 
 def _flag(field: str) -> str:
+    """The command-line flag that sets a TrainConfig field, as a message to the user names it."""
     return FLAGS.get(field, f"--{field.replace('_', '-')}")
 
 
