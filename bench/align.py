@@ -2,13 +2,13 @@
 
     python bench/align.py models/pretrained/mnist.safetensors runs/timed-default3/checkpoint.safetensors
 
-For every member still training at the end (halving's stopped members are left out) of each
-training or serving checkpoint: its codes as trained and as export would serve them, measured
-the same way (training.evaluate.continuous_effects, G's own pictures, our MNIST classifier):
-each code's rank correlation with slant and with width, its swings, the codes that get a name,
-the crosstalk (per code the smaller of its two swings, summed), whether one code tracks slant and
-another width (|rho| >= 0.9 each, training.select.shows_slant_and_width), and the lowest share
-of sweeps that keep the digit.
+For every member still training at the end of each training or serving checkpoint (halving's
+stopped members are left out; a seed met again with the same step and accuracy is the same run): its codes
+as trained and as export would serve them, measured the same way (training.evaluate's
+continuous_effects, G's own pictures, our MNIST classifier): each code's rank correlation with
+slant and with width, its swings, the codes that get a name, the crosstalk (per code the smaller
+of its two swings, summed), whether one code tracks slant and another width (|rho| >= 0.9 each,
+training.select.shows_slant_and_width), and the lowest share of sweeps that keep the digit.
 """
 
 from __future__ import annotations
@@ -55,10 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     columns = "named | crosstalk | slant+width | kept"
     print(f"| member | accuracy | codes as trained | {columns} | as served | {columns} | turned |")
     print("| --- | ---: |" + " --- | --- | ---: | --- | ---: |" * 2 + " --- |")
+    seen: set[tuple[object, ...]] = set()  # one seed trained alike in two populations is one run
     for path in args.checkpoints:
         for k, member in enumerate(load_population(path)):
-            if member.meta.get("dropped_at") is not None:
+            accuracy = member.meta.get("metrics", {}).get("categorical_accuracy")
+            run = (member.meta.get("seed"), member.meta.get("step"), accuracy)
+            if member.meta.get("dropped_at") is not None or (run[0] is not None and run in seen):
                 continue
+            seen.add(run)
             trained = continuous_effects(member.generator, member.latent, classifier)
             served = aligned_codes(member, classifier)  # what export writes
             accuracy = member.meta.get("metrics", {}).get("categorical_accuracy", float("nan"))
