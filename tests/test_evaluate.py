@@ -28,6 +28,7 @@ from training.classifier import ClassifierConfig, MnistClassifier, save_classifi
 from training.data import ImageDataset, load_dataset
 from training.evaluate import (
     REAL_SPREAD,
+    breadth,
     categorical_accuracy,
     continuous_effects,
     fid,
@@ -186,9 +187,10 @@ def test_continuous_effects_of_a_random_generator_are_bounded(classifier: MnistC
     assert generator.training  # the caller's mode is restored
     assert set(effects) == {"c1", "c2"}
     for effect in effects.values():
-        assert set(effect) == {"slant_spearman", "width_spearman", "slant_swing", "width_swing", "identity_kept"}
+        rhos = {"slant_spearman", "width_spearman", "breadth_spearman"}
+        assert set(effect) == rhos | {"slant_swing", "width_swing", "breadth_swing", "identity_kept"}
         assert all(math.isfinite(value) for value in effect.values())
-        assert all(-1 <= effect[key] <= 1 for key in ("slant_spearman", "width_spearman"))
+        assert all(-1 <= effect[key] <= 1 for key in rhos)
         assert 0 <= effect["identity_kept"] <= 1
 
 
@@ -206,6 +208,20 @@ def test_a_swing_is_measured_in_real_digits_spread() -> None:
     digits = load_dataset("mnist", "test").images
     assert float(slant(digits).std()) == pytest.approx(REAL_SPREAD["slant"], rel=1e-3)
     assert float(stroke_width(digits).std()) == pytest.approx(REAL_SPREAD["width"], rel=1e-3)
+    assert float(breadth(digits).std()) == pytest.approx(REAL_SPREAD["breadth"], rel=1e-3)
+
+
+def test_breadth_reads_how_broad_a_digit_is_and_not_how_it_leans_or_how_thick_it_is() -> None:
+    upright, leaning, thick = line_image(0, 3), line_image(0.4, 3), line_image(0, 5)
+    ring = torch.zeros(1, 28, 28)  # a broad ring and a narrow one, strokes of the same thickness
+    rows, cols = torch.meshgrid(torch.arange(28.0) - 13.5, torch.arange(28.0) - 13.5, indexing="ij")
+    broad = (((cols / 9) ** 2 + (rows / 9) ** 2).sqrt() - 1).abs() < 0.12
+    narrow = (((cols / 4) ** 2 + (rows / 9) ** 2).sqrt() - 1).abs() < 0.12
+    images = torch.stack([upright, leaning, thick, ring + broad * 2 - 1, ring + narrow * 2 - 1])
+
+    upright_b, leaning_b, thick_b, broad_b, narrow_b = breadth(images).tolist()
+    assert leaning_b == pytest.approx(upright_b, rel=0.05)  # the shear is taken out
+    assert broad_b > 2 * narrow_b > 2 * thick_b  # a broad digit is broad; a thick stroke barely
 
 
 def test_sample_images_is_reproducible() -> None:

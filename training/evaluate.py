@@ -24,8 +24,8 @@ from training.options import DefaultsHelpFormatter, device_name, resolve_device
 
 SWEEP_VALUES = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)  # the paper's traversal range
 # The unit of a code's swing: each attribute's standard deviation over the 10,000 MNIST test
-# images, as slant() and stroke_width() measure them (tests/test_evaluate.py checks the figures).
-REAL_SPREAD = {"slant": 0.2642, "width": 0.04375}
+# images, as slant(), stroke_width() and breadth() measure them (tests/test_evaluate.py checks the figures).
+REAL_SPREAD = {"slant": 0.2642, "width": 0.04375, "breadth": 1.1595}
 CLASSIFIER_IMAGE = (1, 28, 28)  # what the FID classifier was trained on
 
 
@@ -86,9 +86,9 @@ def _ink(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() + 1) / 2).clamp(0, 1).mean(1)
 
 
-def slant(images: torch.Tensor) -> torch.Tensor:
-    """Horizontal shift per pixel of height of the ink's best-fit shear, mu11 / mu02 of the
-    second-order central moments: > 0 when the top leans right (italics), 0 upright. (B,)"""
+def _moments(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ink's second-order central moments per unit of ink, mu20, mu11, mu02 (x to the right,
+    y up, in pixels^2). (B,) each"""
     ink = _ink(images)  # (B, H, W)
     _, height, width = ink.shape
     y = -torch.arange(height, dtype=ink.dtype)[:, None]  # (H, 1), pointing up
@@ -96,9 +96,28 @@ def slant(images: torch.Tensor) -> torch.Tensor:
     mass = ink.sum((1, 2)).clamp_min(1e-6)  # (B,)
     dy = y - ((ink * y).sum((1, 2)) / mass)[:, None, None]  # (B, H, 1)
     dx = x - ((ink * x).sum((1, 2)) / mass)[:, None, None]  # (B, 1, W)
-    mu11 = (ink * dx * dy).sum((1, 2))  # (B,)
-    mu02 = (ink * dy * dy).sum((1, 2))  # (B,)
+    mu20 = (ink * dx * dx).sum((1, 2)) / mass  # (B,)
+    mu11 = (ink * dx * dy).sum((1, 2)) / mass
+    mu02 = (ink * dy * dy).sum((1, 2)) / mass
+    return mu20, mu11, mu02
+
+
+def slant(images: torch.Tensor) -> torch.Tensor:
+    """Horizontal shift per pixel of height of the ink's best-fit shear, mu11 / mu02 of the
+    second-order central moments: > 0 when the top leans right (italics), 0 upright. (B,)"""
+    _, mu11, mu02 = _moments(images)
     return mu11 / mu02.clamp_min(1e-6)
+
+
+def breadth(images: torch.Tensor) -> torch.Tensor:
+    """How broad the digit is, its slant aside: the horizontal spread of its ink (a standard
+    deviation, pixels) once the best-fit shear is taken out, sqrt(mu20 - mu11^2 / mu02). (B,)
+
+    The paper's "width" code turns a narrow digit into a broad one; stroke_width reads how thick
+    its strokes are, which is not the same. A shear moves ink sideways row by row, so taking it
+    out keeps a slant code from reading as breadth. Reported beside the ink, not used to name codes."""
+    mu20, mu11, mu02 = _moments(images)
+    return (mu20 - mu11.square() / mu02.clamp_min(1e-6)).clamp_min(0).sqrt()
 
 
 def stroke_width(images: torch.Tensor) -> torch.Tensor:
@@ -158,9 +177,9 @@ def continuous_effects(
 
     A sweep line is one noise seed x one category of the first categorical code (the others at
     0), with the other continuous codes at 0. Per code: the mean per-line Spearman correlation
-    of the code value with slant and with stroke width, each attribute's swing over the sweep in
-    units of real digits' spread (REAL_SPREAD), and `identity_kept`, the share of swept images
-    (at values other than 0) whose predicted digit is the one predicted at value 0."""
+    of the code value with slant, with stroke width and with breadth, each attribute's swing over
+    the sweep in units of real digits' spread (REAL_SPREAD), and `identity_kept`, the share of
+    swept images (at values other than 0) whose predicted digit is the one predicted at value 0."""
     if len(set(values)) < 2 or not seeds:
         raise ValueError(f"a sweep needs two distinct values and a seed, got {list(values)} and {list(seeds)}")
     sweep = torch.tensor([*values, 0.0])  # (V + 1,), the last one is the reference at 0
@@ -185,6 +204,7 @@ def continuous_effects(
         images = _generate(generator, latent, batch, batch_size)  # (L * (V + 1), C, H, W)
         slants = slant(images).view(lines, points)[:, :-1]  # (L, V)
         widths = stroke_width(images).view(lines, points)[:, :-1]  # (L, V)
+        breadths = breadth(images).view(lines, points)[:, :-1]  # (L, V)
         digits = _predict(classifier, images, batch_size).view(lines, points)  # (L, V + 1)
         kept = digits[:, :-1][:, swept_values != 0] == digits[:, -1:]  # (L, V'), the trivial match at 0 left out
         effects[code.name or f"c{j + 1}"] = {
@@ -192,6 +212,8 @@ def continuous_effects(
             "width_spearman": _mean_spearman(swept_values, widths.numpy()),
             "slant_swing": _swing(swept_values, slants.numpy(), REAL_SPREAD["slant"]),
             "width_swing": _swing(swept_values, widths.numpy(), REAL_SPREAD["width"]),
+            "breadth_spearman": _mean_spearman(swept_values, breadths.numpy()),
+            "breadth_swing": _swing(swept_values, breadths.numpy(), REAL_SPREAD["breadth"]),
             "identity_kept": float(kept.float().mean()),
         }
     return effects
@@ -279,12 +301,13 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     )
     lines.append(
         f"{'continuous code':<20}{'slant rho':>10}{'width rho':>11}{'slant swing':>13}{'width swing':>13}"
-        f"{'identity kept':>15}"
+        f"{'identity kept':>15}{'breadth rho':>13}"
     )
     for name, effect in metrics["continuous"].items():
         lines.append(
             f"{name:<20}{effect['slant_spearman']:>+10.3f}{effect['width_spearman']:>+11.3f}"
             f"{effect['slant_swing']:>+13.2f}{effect['width_swing']:>+13.2f}{effect['identity_kept']:>15.3f}"
+            f"{effect['breadth_spearman']:>+13.3f}"
         )
     lines.append("(swing: change over the sweep from -2 to 2, in standard deviations of real test digits)")
     return "\n".join(lines)
