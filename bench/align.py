@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             seen.add(run)
             trained = continuous_effects(member.generator, member.latent, classifier)
             served = aligned_codes(member, classifier)  # what export writes
-            accuracy = member.meta.get("metrics", {}).get("categorical_accuracy", float("nan"))
             turned = "yes" if served is not member else "no"
             served_effects = served.meta["metrics"]["continuous"] if served is not member else trained
-            print(f"| {path}#{k} | {accuracy:.4f} | {describe(trained)} | {describe(served_effects)} | {turned} |")
+            shown = f"{accuracy:.4f}" if accuracy is not None else "nan"
+            print(f"| {path}#{k} | {shown} | {describe(trained)} | {describe(served_effects)} | {turned} |")
     return 0
 
 
