@@ -36,7 +36,7 @@ from backend.schemas import CheckpointInfo, CodeEffect
 from backend.settings import Settings
 from models import Checkpoint, CheckpointError
 from models.checkpoint import load_population
-from models.metadata import SWINGS, clear_effect, has_numbers
+from models.metadata import clear_effect, has_numbers
 from models.networks import compute_dtype
 
 log = logging.getLogger(__name__)
@@ -229,37 +229,37 @@ def describe(name: str, checkpoint: Checkpoint, sha256: str, run: str | None = N
     )
 
 
-WHAT_IT_DOES = {  # (effect, sign of its rank correlation) -> what growing the code does
+WHAT_IT_DOES = {  # (attribute that showed the effect, sign of its rank correlation) -> what growing the code does
     ("slant", 1): "leans the digit to the right",
     ("slant", -1): "leans the digit to the left",
     ("width", 1): "thickens the strokes",
     ("width", -1): "thins the strokes",
+    ("breadth", 1): "broadens the digit",
+    ("breadth", -1): "narrows the digit",
 }
+MEASURED = ("slant", "width", "breadth")  # the attributes CodeEffect carries figures of
 
 
 def code_effect(name: str, measured: Any) -> CodeEffect:
     """One continuous code's effect in words, from its measured rank correlations."""
     if not has_numbers(measured, ("slant_spearman", "width_spearman", "identity_kept")):
         return CodeEffect(name=name, effect="unmeasured", description="not measured (infogan evaluate measures it)")
-    figures = {key: round(float(measured[key]), 4) for key in ("slant_spearman", "width_spearman", "identity_kept")}
-    figures |= {
-        key: round(float(measured[key]), 4) for key in SWINGS.values() if isinstance(measured.get(key), int | float)
-    }
+    keys = ["identity_kept", *(f"{a}_{figure}" for a in MEASURED for figure in ("spearman", "swing"))]
+    figures = {key: round(float(measured[key]), 4) for key in keys if has_numbers(measured, (key,))}
     kept = f"keeps the digit in {figures['identity_kept']:.0%} of sweeps from -2 to 2"
     clear = clear_effect(measured)
     if clear is None:
-        rhos = f"slant {figures['slant_spearman']:+.2f}, width {figures['width_spearman']:+.2f}"
+        rhos = ", ".join(f"{a} {figures[f'{a}_spearman']:+.2f}" for a in MEASURED if f"{a}_spearman" in figures)
         return CodeEffect(
             name=name,
             effect="mixed",
             description=f"no single clear effect (rank correlation: {rhos}); {kept}",
             **figures,
         )
-    effect, rho = clear
-    what = WHAT_IT_DOES[effect, 1 if rho > 0 else -1]
+    what = WHAT_IT_DOES[clear.attribute, 1 if clear.rho > 0 else -1]
     return CodeEffect(
         name=name,
-        effect=effect,
-        description=f"{what} as it grows ({effect} rank correlation {rho:+.2f}); {kept}",
+        effect=clear.name,
+        description=f"{what} as it grows ({clear.attribute} rank correlation {clear.rho:+.2f}); {kept}",
         **figures,
     )

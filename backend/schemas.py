@@ -147,18 +147,22 @@ class CodeEffect(BaseModel):
 
     name: str = Field(description="the code's name, as in latent.continuous")
     effect: Literal["slant", "width", "mixed", "unmeasured"] = Field(
-        description="the attribute the code clearly drives (|rank correlation| >= 0.9, and a swing at least twice "
-        "the other attribute's; without swings, the other's |rank correlation| < 0.5), mixed when none is clear, "
-        "unmeasured without metrics"
+        description="the effect the code clearly drives: |rank correlation| >= 0.9 with slant, or with one of width's "
+        "two measures (stroke thickness, breadth), and a swing at least twice each of the other effect's "
+        "(without swings, their |rank correlation| < 0.5); mixed when none is clear, unmeasured without metrics"
     )
     description: str = Field(description="one line for a person")
     slant_spearman: float | None = Field(None, description="rank correlation of the code's value with slant")
-    width_spearman: float | None = Field(None, description="rank correlation with stroke width (ink mass)")
+    width_spearman: float | None = Field(None, description="rank correlation with stroke thickness (ink mass)")
+    breadth_spearman: float | None = Field(
+        None, description="rank correlation with breadth (the ink's horizontal spread, slant taken out)"
+    )
     identity_kept: float | None = Field(None, description="share of swept images that keep their digit")
     slant_swing: float | None = Field(
         None, description="change of slant over the sweep, in standard deviations of real digits' slant"
     )
-    width_swing: float | None = Field(None, description="change of stroke width over the sweep, likewise")
+    width_swing: float | None = Field(None, description="change of stroke thickness over the sweep, likewise")
+    breadth_swing: float | None = Field(None, description="change of breadth over the sweep, likewise")
 
 
 class CheckpointInfo(BaseModel):

@@ -6,10 +6,11 @@ For every member still training at the end of each training or serving checkpoin
 stopped members are left out; a seed met again with the same step and accuracy is the same
 run): its codes as trained and as export would serve them, measured the same way
 (training.evaluate's continuous_effects, G's own pictures, our MNIST classifier): each code's
-rank correlation with slant, width and breadth (how broad the digit is; reported, not used to
-name codes), its swings, the codes that get a name, the crosstalk (per code the smaller of its
-two swings, summed), whether one code tracks slant and another width (|rho| >= 0.9 each,
-training.select.shows_slant_and_width), and the lowest share of sweeps that keep the digit.
+rank correlation with slant, stroke thickness (attribute "width") and breadth, the two measures
+of width, and its swings of the three; the codes that get a name; the crosstalk (per code the
+smaller of its slant swing and its larger width swing, summed); whether one code tracks slant
+and another width (|rho| >= 0.9 each, training.select.shows_slant_and_width); and the lowest
+share of sweeps that keep the digit.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ def describe(effects: Effects) -> str:
     """Codes, names, crosstalk, the issue's test and the digit kept, as table cells."""
     codes = ", ".join(
         f"{e['slant_spearman']:+.2f} / {e['width_spearman']:+.2f} / {e['breadth_spearman']:+.2f} "
-        f"({e['slant_swing']:+.1f} / {e['width_swing']:+.1f})"
+        f"({e['slant_swing']:+.1f} / {e['width_swing']:+.1f} / {e['breadth_swing']:+.1f})"
         for e in effects.values()
     )
-    names = ", ".join(clear[0] if (clear := clear_effect(e)) else "-" for e in effects.values())
+    names = ", ".join(clear.name if (clear := clear_effect(e)) else "-" for e in effects.values())
     kept = min(e["identity_kept"] for e in effects.values())
     both = "yes" if shows_slant_and_width(effects) else "no"
     return f"{codes} | {names} | {crosstalk(effects):.1f} | {both} | {kept:.2f}"
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     classifier = load_classifier()
     print(f"command: python bench/align.py {' '.join(map(str, args.checkpoints))}")
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, one thread")
-    print("\ncodes: per code, rank correlation with slant / width / breadth (swing of slant / width)")
+    print("\ncodes: per code, rank correlation with slant / thickness / breadth (their swings)")
     columns = "named | crosstalk | slant+width | kept"
     print(f"| member | accuracy | codes as trained | {columns} | as served | {columns} | turned |")
     print("| --- | ---: |" + " --- | --- | ---: | --- | ---: |" * 2 + " --- |")

@@ -2,6 +2,7 @@
 
     python bench/halving.py runs/consistency/s11 ... runs/explorer/s18 --k 2 3 4 --after 2 3 4 5
     python bench/halving.py runs/gpu/fp32 --k 2 3 4 --after 1 2 3 --keep 1     # a population: every member
+    python bench/halving.py runs/screen/fp32 --k 3 --after 2 --select codes --measure
 
 Each argument is the folder of a lone run, of a population trained without halving (every
 member counts as a run) or of several lone runs (one subfolder each), all of one recipe, trained
@@ -15,6 +16,11 @@ log's last `continuous` record). It prints the share of subsets whose pick reach
 in accuracy, the mean and worst accuracy picked, the share of picks with a slant code and a width
 code, and the training cost in member-epochs against K full runs. No labels go into a pick;
 accuracy only scores it.
+
+`--measure` reads what each member's codes do from its checkpoint instead (the same weights as
+the log's last evaluation; older logs lack breadth, the second measure of width): the pick reads
+the codes as trained, as the run does, and the slant-and-width share scores the codes the user
+gets, turned as `infogan export` serves them (training.align).
 """
 
 from __future__ import annotations
@@ -31,28 +37,60 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from screen import Member, group_members  # noqa: E402
 
+from models.checkpoint import load_population  # noqa: E402
+from training.align import aligned_codes  # noqa: E402
+from training.classifier import load_classifier  # noqa: E402
+from training.evaluate import continuous_effects  # noqa: E402
 from training.select import MemberScores, choose, shows_slant_and_width  # noqa: E402
 
+Effects = dict[str, dict[str, float]]
 
-def replay(runs: list[Member], k: int, after: int | None, keep: int | None, select: str, threshold: float) -> dict:
+
+def measured_codes(group: Path) -> dict[str, tuple[Effects, Effects]]:
+    """For each member that trained to the end, by seed as screen names it: what its codes do as
+    trained and as served (turned), measured on its run's checkpoint."""
+    classifier = load_classifier()
+    folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
+    codes: dict[str, tuple[Effects, Effects]] = {}
+    for path in [run / "checkpoint.safetensors" for run in folders if (run / "checkpoint.safetensors").is_file()]:
+        for member in load_population(path):
+            name = f"s{member.meta['seed']}"
+            if member.meta.get("dropped_at") is None and name not in codes:
+                trained = continuous_effects(member.generator, member.latent, classifier)
+                served = aligned_codes(member, classifier)
+                codes[name] = (trained, served.meta["metrics"]["continuous"] if served is not member else trained)
+    return codes
+
+
+def replay(
+    runs: list[Member],
+    k: int,
+    after: int | None,
+    keep: int | None,
+    select: str,
+    threshold: float,
+    served: list[Effects] | None = None,
+) -> dict:
     """Over every k-subset: after epoch `after` (None: never) keep the `keep` most informative
     (None: halve), pick among the kept at the last epoch by `select` (training.select.choose); the
     share of picks reaching `threshold`, their mean and worst accuracy, the share with a slant
-    code and a width code (None where some run's codes are not logged), the cost."""
+    code and a width code (scored on `served`, one per run, where given; None where some run's
+    codes are not logged), the cost."""
     last = max(runs[0].evaluations)
     keep = k - k // 2 if keep is None else min(keep, k)  # halve drops the lower half, rounded down
     picked = []
-    for subset in itertools.combinations(runs, k):
-        kept = sorted(subset, key=lambda run: run.evaluations[after][1], reverse=True)[:keep] if after else subset
-        scores = [MemberScores(run.evaluations[last][1], None) for run in kept]
-        picked.append(kept[choose(scores, select, [run.codes for run in kept])])  # codes read for "codes" only
-    accuracies = [run.evaluations[last][0] for run in picked]
-    known = all(run.codes is not None for run in runs)
+    for subset in itertools.combinations(range(len(runs)), k):
+        kept = sorted(subset, key=lambda i: runs[i].evaluations[after][1], reverse=True)[:keep] if after else subset
+        scores = [MemberScores(runs[i].evaluations[last][1], None) for i in kept]
+        picked.append(kept[choose(scores, select, [runs[i].codes for i in kept])])  # codes read for "codes" only
+    accuracies = [runs[i].evaluations[last][0] for i in picked]
+    scored = served if served is not None else [run.codes for run in runs]
+    known = all(codes is not None for codes in scored)
     return {
         "share": sum(accuracy >= threshold for accuracy in accuracies) / len(accuracies),
         "mean": statistics.mean(accuracies),
         "worst": min(accuracies),
-        "slant_and_width": statistics.mean(shows_slant_and_width(run.codes) for run in picked) if known else None,
+        "slant_and_width": statistics.mean(shows_slant_and_width(scored[i]) for i in picked) if known else None,
         "cost": (after * k + (last - after) * keep) / (last * k) if after else 1.0,
         "subsets": len(accuracies),
     }
@@ -68,10 +106,19 @@ def main(argv: list[str] | None = None) -> int:
         "--select", choices=("information", "codes"), default="information", help="how the last pick is made"
     )
     parser.add_argument("--threshold", type=float, default=0.95)
+    parser.add_argument("--measure", action="store_true", help="codes from the checkpoints, scored as served")
     args = parser.parse_args(argv)
     if args.keep is not None and args.keep < 1:
         parser.error(f"--keep must be at least 1, got {args.keep}")
     named = {f"{path}/{name}": member for path in args.runs for name, member in group_members(path).items()}
+    served = None
+    if args.measure:
+        measured = {f"{path}/{name}": codes for path in args.runs for name, codes in measured_codes(path).items()}
+        if missing := [name for name, run in named.items() if run.codes is not None and name not in measured]:
+            parser.error(f"--measure: no checkpoint holds {', '.join(missing)}")
+        for name, run in named.items():
+            run.codes = measured[name][0] if run.codes is not None else None
+        served = [measured[name][1] if run.codes is not None else None for name, run in named.items()]
     last = {name: max(run.evaluations) for name, run in named.items()}
     if len(set(last.values())) > 1 or max(args.after) >= min(last.values()):
         ends = ", ".join(f"{name} {epoch}" for name, epoch in last.items())
@@ -88,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k in args.k:
         for after in [None, *args.after]:
-            row = replay(runs, k, after, args.keep, args.select, args.threshold)
+            row = replay(runs, k, after, args.keep, args.select, args.threshold, served)
             figure = "-" if row["slant_and_width"] is None else f"{row['slant_and_width']:.2f}"
             print(
                 f"| {k} | {f'epoch {after}' if after else 'never'} | {row['cost']:.2f} | {row['share']:.2f} | "

@@ -8,7 +8,7 @@ the file format's own (models/checkpoint.py); every other key is listed here.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 UNMATCHED = "?"  # the label of a category that no digit was matched to (more categories than digits)
 
@@ -50,13 +50,22 @@ def category_labels(mapping: list[int]) -> list[str]:
 
 
 # What a continuous code measurably does, from metrics["continuous"][name] (training/evaluate.py:
-# over sweeps to +-2, rank correlations of the code's value with slant and with stroke width, and
-# how far it moves each, in standard deviations of real digits).
-EFFECTS = {"slant": "slant_spearman", "width": "width_spearman"}
-SWINGS = {"slant": "slant_swing", "width": "width_swing"}
+# over sweeps to +-2, rank correlations of the code's value with each attribute, "<attribute>_spearman",
+# and how far it moves it, "<attribute>_swing", in standard deviations of real digits). A digit
+# gets wider in two ways, both in the paper's width figure: thicker strokes (attribute "width",
+# the ink mass) and a broader shape ("breadth", the ink's spread with the slant taken out). A
+# code that clearly does either is a width code. Metrics from before breadth was measured name
+# width by the ink alone.
+MEASURES = {"slant": ("slant",), "width": ("width", "breadth")}  # effect -> the attributes that measure it
 CLEAR = 0.9  # |rho| that names an effect
-DOMINANT = 2.0  # how many times as far as the other attribute the named one must move
-UNCLEAR = 0.5  # without swings (metrics from before they were measured): |rho| the other must stay below
+DOMINANT = 2.0  # how many times as far as each attribute of the other effect the named one must move
+UNCLEAR = 0.5  # without swings (metrics from before they were measured): |rho| the others must stay below
+
+
+class Effect(NamedTuple):
+    name: str  # "slant" or "width"
+    rho: float  # the rank correlation with the attribute that showed it
+    attribute: str  # which one: "slant", "width" (stroke thickness) or "breadth"
 
 
 def has_numbers(measured: Any, keys: Any) -> bool:
@@ -64,19 +73,38 @@ def has_numbers(measured: Any, keys: Any) -> bool:
     return isinstance(measured, dict) and all(isinstance(measured.get(k), int | float) for k in keys)
 
 
-def clear_effect(measured: Any) -> tuple[str, float] | None:
-    """("slant" or "width", its rank correlation) when a code clearly drives that one attribute:
-    |rho| >= 0.9 with it, and a swing at least DOMINANT times the other attribute's (or, where
-    swings were not measured, |rho| < 0.5 with the other). None when mixed or unmeasured."""
-    if not has_numbers(measured, EFFECTS.values()):
+def _attributes(measured: dict[str, Any], effect: str) -> list[str]:
+    """The attributes of `effect` that `measured` has a rank correlation for."""
+    return [a for a in MEASURES[effect] if has_numbers(measured, (f"{a}_spearman",))]
+
+
+def tracking(measured: dict[str, Any], effect: str) -> float:
+    """How closely a code tracks `effect`: the largest |rho| over the attributes measured for it."""
+    return max((abs(measured[f"{a}_spearman"]) for a in _attributes(measured, effect)), default=0.0)
+
+
+def clear_effect(measured: Any) -> Effect | None:
+    """The effect a code clearly drives: |rho| >= CLEAR with one of its attributes, whose swing
+    is at least DOMINANT times that of every attribute of the other effect (or, where swings were
+    not measured, the others' |rho| < UNCLEAR). None when mixed or unmeasured."""
+    if not has_numbers(measured, ("slant_spearman", "width_spearman")):
         return None
-    swings = has_numbers(measured, SWINGS.values())
-    for effect, key in EFFECTS.items():
-        others = [other for other in EFFECTS if other != effect]
-        if swings:
-            alone = all(abs(measured[SWINGS[effect]]) >= DOMINANT * abs(measured[SWINGS[o]]) for o in others)
-        else:
-            alone = all(abs(measured[EFFECTS[o]]) < UNCLEAR for o in others)
-        if abs(measured[key]) >= CLEAR and alone:
-            return effect, float(measured[key])
+
+    def rho(attribute: str) -> float:
+        return float(measured[f"{attribute}_spearman"])
+
+    def swing(attribute: str) -> float:
+        return abs(float(measured[f"{attribute}_swing"]))
+
+    for effect in MEASURES:
+        own = _attributes(measured, effect)
+        others = [a for other in MEASURES if other != effect for a in _attributes(measured, other)]
+        swings = has_numbers(measured, [f"{a}_swing" for a in own + others])
+        for attribute in sorted(own, key=lambda a: -abs(rho(a))):
+            if swings:
+                alone = all(swing(attribute) >= DOMINANT * swing(o) for o in others)
+            else:
+                alone = all(abs(rho(o)) < UNCLEAR for o in others)
+            if abs(rho(attribute)) >= CLEAR and alone:
+                return Effect(effect, rho(attribute), attribute)
     return None

@@ -58,6 +58,16 @@ def test_the_rotation_points_one_code_at_slant_and_the_other_at_width() -> None:
     np.testing.assert_allclose(rotation[:, 1], np.array([1, -1]) / math.sqrt(2), atol=1e-12)
 
 
+def test_both_measures_of_width_pull_the_second_code() -> None:
+    # slant along (1, 1); thickness alone would put width along (1, -1), breadth along (0, 1)
+    slant, thickness, breadth = np.array([3.0, 3.0]), np.array([2.0, -2.0]), np.array([0.0, 2.0])
+    rotation = code_rotation(slant, thickness, breadth)
+
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(2), atol=1e-12)
+    assert abs(rotation[:, 1] @ breadth) > abs(code_rotation(slant, thickness)[:, 1] @ breadth)
+    assert rotation[:, 0] @ slant > 0 and rotation[:, 1] @ thickness > 0  # each grows with its code
+
+
 def test_turned_codes_draw_and_read_what_the_trained_codes_did() -> None:
     torch.manual_seed(0)
     generator, discriminator = build_networks(LATENT, TINY)

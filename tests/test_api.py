@@ -216,8 +216,14 @@ async def test_each_continuous_code_says_what_it_measurably_does(tmp_path: Path)
             "width_swing": -4.3,
         },
     }
+    broad = {  # the paper's width figure: the digit turns broad, its strokes thicken a little
+        "c1": {"slant_spearman": 0.3, "width_spearman": 0.66, "breadth_spearman": -0.99, "identity_kept": 0.88}
+        | {"slant_swing": 0.5, "width_swing": 1.5, "breadth_swing": -3.3},
+        "c2": {"slant_spearman": 1.0, "width_spearman": 0.2, "identity_kept": 0.9},
+    }
     write_checkpoint(tmp_path / "m.safetensors", meta={"metrics": {"continuous": measured}})
     write_checkpoint(tmp_path / "swings.safetensors", meta={"metrics": {"continuous": swings}})
+    write_checkpoint(tmp_path / "broad.safetensors", meta={"metrics": {"continuous": broad}})
     write_checkpoint(tmp_path / "unmeasured.safetensors")
     async with serve(settings_for(tmp_path)) as client:
         entries = {entry["name"]: entry for entry in (await client.get("/api/checkpoints")).json()}
@@ -229,6 +235,9 @@ async def test_each_continuous_code_says_what_it_measurably_does(tmp_path: Path)
     width, both = entries["swings"]["continuous_effects"]
     assert width["effect"] == "width" and "thickens the strokes" in width["description"] and width["width_swing"] == 5.6
     assert both["effect"] == "mixed" and (both["slant_swing"], both["width_swing"]) == (2.6, -4.3)
+    narrows = entries["broad"]["continuous_effects"][0]
+    assert narrows["effect"] == "width" and "narrows the digit" in narrows["description"]
+    assert (narrows["breadth_spearman"], narrows["breadth_swing"]) == (-0.99, -3.3)
 
 
 async def test_grid_is_rows_of_seeds_by_columns_of_values(client: httpx.AsyncClient) -> None:

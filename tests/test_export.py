@@ -162,10 +162,17 @@ def test_main_rejects_an_unknown_dtype(
     assert "--dtype" in capsys.readouterr().err
 
 
-def effects(slant: float, width: float, swings: tuple[float, float] | None = None) -> dict[str, float]:
-    """Measured effects: rank correlations with slant and width, and, where given, their swings."""
+def effects(
+    slant: float, width: float, swings: tuple[float, float] | None = None, breadth: tuple[float, float] | None = None
+) -> dict[str, float]:
+    """Measured effects: rank correlations with slant and width (stroke thickness), and, where
+    given, their swings and breadth's (rank correlation, swing)."""
     measured = {"slant_spearman": slant, "width_spearman": width, "identity_kept": 0.9}
-    return measured if swings is None else {**measured, "slant_swing": swings[0], "width_swing": swings[1]}
+    if swings is not None:
+        measured |= {"slant_swing": swings[0], "width_swing": swings[1]}
+    if breadth is not None:
+        measured |= {"breadth_spearman": breadth[0], "breadth_swing": breadth[1]}
+    return measured
 
 
 def measured(continuous: dict[str, dict[str, float]]) -> Checkpoint:
@@ -185,6 +192,16 @@ def measured(continuous: dict[str, dict[str, float]]) -> Checkpoint:
         ({"c1": effects(-0.93, 1.0, (-1.5, 5.6)), "c2": effects(-1.0, -0.83, (-5.8, -2.0))}, ("width", "slant")),
         ({"c1": effects(0.98, -1.0, (2.6, -4.3)), "c2": effects(0.99, 0.2, (4.0, 2.5))}, ("c1", "c2")),  # < 2x
         ({"c1": effects(0.7, 0.3, (6.0, 0.1)), "c2": effects(0.1, 0.2, (0.1, 0.1))}, ("c1", "c2")),  # rho too low
+        # Breadth is width too: a digit that turns broad with strokes thickened only a little
+        (
+            {"c1": effects(1.0, 0.2, (5.2, 0.4), (-0.5, -0.6)), "c2": effects(0.3, 0.66, (0.5, 1.5), (0.99, 3.3))},
+            ("slant", "width"),
+        ),
+        # ... and a slant code must move breadth less than half as far as slant
+        (
+            {"c1": effects(0.95, 0.2, (3.0, 0.4), (0.9, 2.0)), "c2": effects(0.1, 0.2, (0.1, 0.1), (0.1, 0.1))},
+            ("c1", "c2"),
+        ),
     ],
 )
 def test_continuous_codes_are_named_by_their_clear_measured_effect(continuous, names) -> None:

@@ -211,6 +211,15 @@ def test_the_paper_figure_needs_one_code_for_slant_and_another_for_width():
     assert not shows_slant_and_width(effects((0.99, 0.1)))
 
 
+def test_a_code_that_broadens_the_digit_is_a_width_code_too():
+    # the paper's width figure: a narrow digit turns broad while its strokes thicken only a little
+    broadens = {"slant_spearman": 0.3, "width_spearman": 0.66, "breadth_spearman": 0.99}
+    assert shows_slant_and_width({"c1": {"slant_spearman": 1.0, "width_spearman": 0.2}, "c2": broadens})
+    assert not shows_slant_and_width(
+        {"c1": {"slant_spearman": 1.0, "width_spearman": 0.2}, "c2": {**broadens, "breadth_spearman": 0.8}}
+    )
+
+
 def test_codes_prefers_a_near_best_member_whose_codes_show_slant_and_width():
     two_slants, figure = effects((0.99, 0.1), (0.95, 0.3)), effects((-0.97, 0.2), (0.4, 0.93))
     scores = [MemberScores(2.236, None), MemberScores(2.233, None), MemberScores(2.200, None)]

@@ -17,24 +17,27 @@ import numpy as np
 import torch
 
 from models.checkpoint import Checkpoint
-from models.metadata import SWINGS, clear_effect, q_predicts_std
+from models.metadata import MEASURES, clear_effect, q_predicts_std
 from training.classifier import MnistClassifier
 from training.evaluate import continuous_effects
 
 Effects = dict[str, dict[str, float]]  # training.evaluate.continuous_effects: code name -> measurements
 
 
-def code_rotation(slant_swings: np.ndarray, width_swings: np.ndarray) -> np.ndarray:
+def code_rotation(slant_swings: np.ndarray, *width_swings: np.ndarray) -> np.ndarray:
     """The orthogonal (2, 2) R whose first column is the direction of two codes that moves slant
-    most against width and whose second column is the reverse, from each code's swings (2,).
+    most against width and whose second column is the reverse, from each code's swings (2,) of
+    slant and of each attribute that measures width (stroke thickness, breadth).
 
-    A unit direction d moves slant by a_s . d and width by a_w . d (linear in the codes), so
-    (a_s . d)^2 - (a_w . d)^2 = d^T (a_s a_s^T - a_w a_w^T) d, whose top and bottom eigenvectors
-    are the two directions, orthogonal by construction. Each column's sign makes its attribute
-    grow with the code."""
-    _, vectors = np.linalg.eigh(np.outer(slant_swings, slant_swings) - np.outer(width_swings, width_swings))
+    A unit direction d moves slant by a_s . d and a width attribute by a_w . d (linear in the
+    codes), so (a_s . d)^2 - sum_w (a_w . d)^2 = d^T (a_s a_s^T - sum_w a_w a_w^T) d, whose top
+    and bottom eigenvectors are the two directions, orthogonal by construction. Each column's
+    sign makes its attribute grow with the code (for width, the attribute it moves most)."""
+    width = sum(np.outer(a, a) for a in width_swings)
+    _, vectors = np.linalg.eigh(np.outer(slant_swings, slant_swings) - width)
     rotation = vectors[:, ::-1].copy()  # eigh sorts ascending: slant's direction first, width's second
-    for column, swings in ((0, slant_swings), (1, width_swings)):
+    widest = max(width_swings, key=lambda a: abs(a @ rotation[:, 1]))
+    for column, swings in ((0, slant_swings), (1, widest)):
         if swings @ rotation[:, column] < 0:
             rotation[:, column] *= -1
     return rotation
@@ -59,14 +62,19 @@ def rotate_codes(checkpoint: Checkpoint, rotation: torch.Tensor) -> Checkpoint:
 
 
 def crosstalk(effects: Effects) -> float:
-    """How far the codes move the attribute they are not mostly about: per code, the smaller of
-    its slant and width swings (in real digits' standard deviations), summed."""
-    return sum(min(abs(e[SWINGS["slant"]]), abs(e[SWINGS["width"]])) for e in effects.values())
+    """How far the codes move the effect they are not mostly about: per code, the smaller of its
+    slant swing and its largest width swing (in real digits' standard deviations), summed."""
+    return sum(min(_swing(e, "slant"), _swing(e, "width")) for e in effects.values())
+
+
+def _swing(measured: dict[str, float], effect: str) -> float:
+    """The largest |swing| over the measured attributes of `effect` (models.metadata.MEASURES)."""
+    return max(abs(measured[f"{a}_swing"]) for a in MEASURES[effect] if f"{a}_swing" in measured)
 
 
 def named(effects: Effects) -> int:
     """How many of slant and width the codes name (models.metadata.clear_effect); two slant codes name one."""
-    return len({clear[0] for e in effects.values() if (clear := clear_effect(e))})
+    return len({clear.name for e in effects.values() if (clear := clear_effect(e))})
 
 
 def aligned_codes(checkpoint: Checkpoint, classifier: MnistClassifier) -> Checkpoint:
@@ -82,7 +90,8 @@ def aligned_codes(checkpoint: Checkpoint, classifier: MnistClassifier) -> Checkp
     if len(codes) != 2 or not alike or q_predicts_std(checkpoint.meta):
         return checkpoint
     before = continuous_effects(checkpoint.generator, checkpoint.latent, classifier)
-    rotation = code_rotation(*(np.array([e[SWINGS[a]] for e in before.values()]) for a in ("slant", "width")))
+    attributes = MEASURES["slant"] + MEASURES["width"]  # slant first, as code_rotation takes them
+    rotation = code_rotation(*(np.array([e[f"{a}_swing"] for e in before.values()]) for a in attributes))
     if not np.isfinite(rotation).all():
         return checkpoint
     turned = rotate_codes(checkpoint, torch.tensor(rotation, dtype=torch.float32))

@@ -72,9 +72,9 @@ def serving_checkpoint(checkpoint: Checkpoint, *, classifier: MnistClassifier | 
 def named_codes(checkpoint: Checkpoint) -> Checkpoint:
     """The checkpoint with each continuous code named by what it measurably does, from the slant
     and width measurements in its metrics (models.metadata.clear_effect): "slant" for |rho| >= 0.9
-    with slant and a slant swing at least twice the width swing, "width" likewise; where two
-    codes qualify, the clearer one. Other codes, and checkpoints without the measurements, keep
-    their names."""
+    with slant and a slant swing at least twice the width swings, "width" likewise by stroke
+    thickness or breadth; where two codes qualify, the clearer one. Other codes, and checkpoints
+    without the measurements, keep their names."""
     metrics = checkpoint.meta.get("metrics")
     effects = metrics.get("continuous") if isinstance(metrics, dict) else None
     if not isinstance(effects, dict):
@@ -83,8 +83,8 @@ def named_codes(checkpoint: Checkpoint) -> Checkpoint:
     claims: dict[str, tuple[float, int]] = {}  # effect -> (|rho|, code index)
     for j, name in enumerate(old):
         clear = clear_effect(effects.get(name))
-        if clear and abs(clear[1]) > claims.get(clear[0], (0.0, -1))[0]:
-            claims[clear[0]] = (abs(clear[1]), j)
+        if clear and abs(clear.rho) > claims.get(clear.name, (0.0, -1))[0]:
+            claims[clear.name] = (abs(clear.rho), j)
     new = list(old)
     for effect, (_, j) in claims.items():
         new[j] = effect

@@ -471,9 +471,11 @@ def selection_report(members: list[Member], chosen: int, criterion: str, exporte
 
 
 def code_effects(effects: dict[str, dict[str, float]]) -> str:
-    """Each continuous code's rank correlations with slant and width, on one line."""
+    """Each continuous code's rank correlations with slant and with width's two measures,
+    thickness and breadth (where measured), on one line."""
     return "  ".join(
-        f"{name}: slant {effect['slant_spearman']:+.2f} width {effect['width_spearman']:+.2f}"
+        f"{name}: slant {effect['slant_spearman']:+.2f} thickness {effect['width_spearman']:+.2f}"
+        + (f" breadth {effect['breadth_spearman']:+.2f}" if "breadth_spearman" in effect else "")
         for name, effect in effects.items()
     )
 

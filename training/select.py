@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from models.latent import LatentSpec
-from models.metadata import CLEAR
+from models.metadata import CLEAR, tracking
 from training.evaluate import category_logits, match_categories
 from training.losses import category_information
 
@@ -95,10 +95,11 @@ def score_members(
 
 
 def shows_slant_and_width(effects: dict[str, dict[str, float]]) -> bool:
-    """Whether one continuous code tracks slant and another width (|rho| >= CLEAR each), from the
-    rank correlations of training.evaluate.continuous_effects: pixel moments, no labels."""
+    """Whether one continuous code tracks slant and another width (|rho| >= CLEAR each; width by
+    stroke thickness or by breadth, models.metadata.MEASURES), from the rank correlations of
+    training.evaluate.continuous_effects: pixel moments, no labels."""
     return any(
-        abs(a["slant_spearman"]) >= CLEAR and abs(b["width_spearman"]) >= CLEAR
+        tracking(a, "slant") >= CLEAR and tracking(b, "width") >= CLEAR
         for a, b in itertools.permutations(effects.values(), 2)
     )
 
