@@ -36,7 +36,7 @@ from backend.schemas import CheckpointInfo, CodeEffect
 from backend.settings import Settings
 from models import Checkpoint, CheckpointError
 from models.checkpoint import load_population
-from models.metadata import clear_effect, has_numbers
+from models.metadata import ATTRIBUTES, clear_effect, has_numbers, rank_correlations
 from models.networks import compute_dtype
 
 log = logging.getLogger(__name__)
@@ -237,19 +237,18 @@ WHAT_IT_DOES = {  # (attribute that showed the effect, sign of its rank correlat
     ("breadth", 1): "broadens the digit",
     ("breadth", -1): "narrows the digit",
 }
-MEASURED = ("slant", "width", "breadth")  # the attributes CodeEffect carries figures of
 
 
 def code_effect(name: str, measured: Any) -> CodeEffect:
     """One continuous code's effect in words, from its measured rank correlations."""
     if not has_numbers(measured, ("slant_spearman", "width_spearman", "identity_kept")):
         return CodeEffect(name=name, effect="unmeasured", description="not measured (infogan evaluate measures it)")
-    keys = ["identity_kept", *(f"{a}_{figure}" for a in MEASURED for figure in ("spearman", "swing"))]
+    keys = ["identity_kept", *(f"{a}_{figure}" for a in ATTRIBUTES for figure in ("spearman", "swing"))]
     figures = {key: round(float(measured[key]), 4) for key in keys if has_numbers(measured, (key,))}
     kept = f"keeps the digit in {figures['identity_kept']:.0%} of sweeps from -2 to 2"
     clear = clear_effect(measured)
     if clear is None:
-        rhos = ", ".join(f"{a} {figures[f'{a}_spearman']:+.2f}" for a in MEASURED if f"{a}_spearman" in figures)
+        rhos = rank_correlations(measured)
         return CodeEffect(
             name=name,
             effect="mixed",
@@ -260,6 +259,6 @@ def code_effect(name: str, measured: Any) -> CodeEffect:
     return CodeEffect(
         name=name,
         effect=clear.name,
-        description=f"{what} as it grows ({clear.attribute} rank correlation {clear.rho:+.2f}); {kept}",
+        description=f"{what} as it grows ({ATTRIBUTES[clear.attribute]} rank correlation {clear.rho:+.2f}); {kept}",
         **figures,
     )

@@ -38,27 +38,32 @@ sys.path.insert(0, str(Path(__file__).parent))
 from screen import Member, group_members  # noqa: E402
 
 from models.checkpoint import load_population  # noqa: E402
-from training.align import aligned_codes  # noqa: E402
+from training.align import Effects, aligned_codes  # noqa: E402
 from training.classifier import load_classifier  # noqa: E402
 from training.evaluate import continuous_effects  # noqa: E402
 from training.select import MemberScores, choose, shows_slant_and_width  # noqa: E402
 
-Effects = dict[str, dict[str, float]]
 
-
-def measured_codes(group: Path) -> dict[str, tuple[Effects, Effects]]:
-    """For each member that trained to the end, by seed as screen names it: what its codes do as
-    trained and as served (turned), measured on its run's checkpoint."""
+def measured_codes(group: Path, runs: dict[str, Member]) -> dict[str, tuple[Effects, Effects]]:
+    """For each member of `group` that trained to the end, named as in `runs` (the members read
+    off the logs, "<group>/s<seed>"): what its codes do as trained and as served (turned),
+    measured on its run's checkpoint, which must hold the weights of the log's last evaluation."""
     classifier = load_classifier()
     folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
     codes: dict[str, tuple[Effects, Effects]] = {}
-    for path in [run / "checkpoint.safetensors" for run in folders if (run / "checkpoint.safetensors").is_file()]:
-        for member in load_population(path):
-            name = f"s{member.meta['seed']}"
-            if member.meta.get("dropped_at") is None and name not in codes:
-                trained = continuous_effects(member.generator, member.latent, classifier)
-                served = aligned_codes(member, classifier)
-                codes[name] = (trained, served.meta["metrics"]["continuous"] if served is not member else trained)
+    for run in folders:
+        if not (run / "log.jsonl").is_file() or not (run / "checkpoint.safetensors").is_file():
+            continue
+        for member in load_population(run / "checkpoint.safetensors"):
+            name = f"{group}/s{member.meta.get('seed')}"
+            if member.meta.get("dropped_at") is not None or name in codes or name not in runs:
+                continue
+            logged = runs[name].evaluations[max(runs[name].evaluations)][0]
+            if member.meta.get("metrics", {}).get("categorical_accuracy") != logged:
+                raise SystemExit(f"{name}: the checkpoint in {run} is not at its log's last evaluation")
+            trained = continuous_effects(member.generator, member.latent, classifier)
+            served = aligned_codes(member, classifier)
+            codes[name] = (trained, served.meta["metrics"]["continuous"] if served is not member else trained)
     return codes
 
 
@@ -111,20 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep is not None and args.keep < 1:
         parser.error(f"--keep must be at least 1, got {args.keep}")
     named = {f"{path}/{name}": member for path in args.runs for name, member in group_members(path).items()}
-    served = None
-    if args.measure:
-        measured = {f"{path}/{name}": codes for path in args.runs for name, codes in measured_codes(path).items()}
-        if missing := [name for name, run in named.items() if run.codes is not None and name not in measured]:
-            parser.error(f"--measure: no checkpoint holds {', '.join(missing)}")
-        for name, run in named.items():
-            run.codes = measured[name][0] if run.codes is not None else None
-        served = [measured[name][1] if run.codes is not None else None for name, run in named.items()]
     last = {name: max(run.evaluations) for name, run in named.items()}
     if len(set(last.values())) > 1 or max(args.after) >= min(last.values()):
         ends = ", ".join(f"{name} {epoch}" for name, epoch in last.items())
         parser.error(f"every run must be evaluated to the same last epoch, after every --after epoch; got {ends}")
+    served = None
+    if args.measure:  # replaces the logged codes; a member halving stopped has none either way
+        measured = {name: codes for path in args.runs for name, codes in measured_codes(path, named).items()}
+        for name, run in named.items():
+            run.codes = measured[name][0] if name in measured else None
+        served = [measured[name][1] if name in measured else None for name in named]
     if args.select == "codes" and any(run.codes is None for run in named.values()):
-        parser.error("--select codes needs every run's continuous codes (the log's last `continuous` record)")
+        parser.error(
+            "--select codes needs every run's continuous codes (its log's last, or with --measure its checkpoint)"
+        )
     runs = list(named.values())
     finals = ", ".join(f"{name} {run.evaluations[last[name]][0]:.3f}" for name, run in named.items())
     print(f"command: python bench/halving.py {' '.join(argv if argv is not None else sys.argv[1:])}")

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     classifier = load_classifier()
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(f"# command: python bench/seeds.py {' '.join(map(str, args.runs))}")
-    codes = " | ".join(f"{name} slant/width/kept" for name in ("c1", "c2"))
+    codes = " | ".join(f"{name} slant/thickness/kept" for name in ("c1", "c2"))
     print(f"run | seed | steps | accuracy | to 0.90 | to 0.95 | FID | {codes}")
     rows = []
     for run in args.runs:

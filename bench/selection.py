@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     header = "| member | seed | steps | accuracy by evaluation | final accuracy | information | agreement |"
-    header += " codes: slant rho / width rho / kept |"
+    header += " codes: slant rho / thickness rho / kept |"
     print(header + "\n| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |")
     for row in rows:
         codes = ", ".join(

@@ -1,6 +1,7 @@
 """Which member of a finished population run comes closest to the shipped model's bar, by the
 labelled metrics the run recorded: categorical accuracy >= 0.97, one continuous code that tracks
-slant and another that tracks width (|rank correlation| >= 0.95 each), each keeping the digit in
+slant and another that tracks width (|rank correlation| >= 0.95 each; width by stroke thickness
+or breadth), each keeping the digit in
 at least 90% of its sweeps over -2..2. The model card says the shipped model was chosen with
 labels, as the InfoGAN authors chose theirs. Confirm a pick with `infogan evaluate` (more
 samples than the run's own measurement).
@@ -16,6 +17,7 @@ import itertools
 from pathlib import Path
 
 from models.checkpoint import read_metadata
+from models.metadata import tracking
 from training.export import export
 from training.loop import CHECKPOINT_NAME
 
@@ -23,11 +25,12 @@ BAR = {"accuracy": 0.97, "codes": 0.95, "identity": 0.90}
 
 
 def code_strength(effects: dict[str, dict[str, float]]) -> tuple[float, float, str]:
-    """For the best (slant code, width code) pair: the weaker of its two correlations, the lower
-    share of sweeps that kept the digit, and the pair's names."""
+    """For the best (slant code, width code) pair: the weaker of its two correlations (width by
+    thickness or breadth, models.metadata.tracking), the lower share of sweeps that kept the
+    digit, and the pair's names."""
     pairs = [
         (
-            min(abs(a["slant_spearman"]), abs(b["width_spearman"])),
+            min(tracking(a, "slant"), tracking(b, "width")),
             min(a["identity_kept"], b["identity_kept"]),
             f"slant {sa} width {sb}",
         )

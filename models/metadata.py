@@ -57,6 +57,7 @@ def category_labels(mapping: list[int]) -> list[str]:
 # code that clearly does either is a width code. Metrics from before breadth was measured name
 # width by the ink alone.
 MEASURES = {"slant": ("slant",), "width": ("width", "breadth")}  # effect -> the attributes that measure it
+ATTRIBUTES = {"slant": "slant", "width": "thickness", "breadth": "breadth"}  # attribute -> what people call it
 CLEAR = 0.9  # |rho| that names an effect
 DOMINANT = 2.0  # how many times as far as each attribute of the other effect the named one must move
 UNCLEAR = 0.5  # without swings (metrics from before they were measured): |rho| the others must stay below
@@ -76,6 +77,15 @@ def has_numbers(measured: Any, keys: Any) -> bool:
 def _attributes(measured: dict[str, Any], effect: str) -> list[str]:
     """The attributes of `effect` that `measured` has a rank correlation for."""
     return [a for a in MEASURES[effect] if has_numbers(measured, (f"{a}_spearman",))]
+
+
+def rank_correlations(measured: dict[str, Any]) -> str:
+    """A code's measured rank correlations for a person: "slant +1.00, thickness -0.16, breadth +0.02"."""
+    return ", ".join(
+        f"{said} {measured[f'{a}_spearman']:+.2f}"
+        for a, said in ATTRIBUTES.items()
+        if has_numbers(measured, (f"{a}_spearman",))
+    )
 
 
 def tracking(measured: dict[str, Any], effect: str) -> float:
@@ -100,7 +110,8 @@ def clear_effect(measured: Any) -> Effect | None:
         own = _attributes(measured, effect)
         others = [a for other in MEASURES if other != effect for a in _attributes(measured, other)]
         swings = has_numbers(measured, [f"{a}_swing" for a in own + others])
-        for attribute in sorted(own, key=lambda a: -abs(rho(a))):
+        # the attribute the code moves farthest first (as training.align turns it to grow), else the steadiest
+        for attribute in sorted(own, key=lambda a: -(swing(a) if swings else abs(rho(a)))):
             if swings:
                 alone = all(swing(attribute) >= DOMINANT * swing(o) for o in others)
             else:

@@ -51,7 +51,7 @@ def diagonal_checkpoint(**meta: object) -> Checkpoint:
 
 def test_the_rotation_points_one_code_at_slant_and_the_other_at_width() -> None:
     # each code moves slant by 3 and width by +-2: slant lies along (1, 1), width along (1, -1)
-    rotation = code_rotation(np.array([3.0, 3.0]), np.array([2.0, -2.0]))
+    rotation = code_rotation(np.array([3.0, 3.0]), [np.array([2.0, -2.0])])
 
     np.testing.assert_allclose(rotation.T @ rotation, np.eye(2), atol=1e-12)  # orthogonal
     np.testing.assert_allclose(rotation[:, 0], np.array([1, 1]) / math.sqrt(2), atol=1e-12)
@@ -61,11 +61,19 @@ def test_the_rotation_points_one_code_at_slant_and_the_other_at_width() -> None:
 def test_both_measures_of_width_pull_the_second_code() -> None:
     # slant along (1, 1); thickness alone would put width along (1, -1), breadth along (0, 1)
     slant, thickness, breadth = np.array([3.0, 3.0]), np.array([2.0, -2.0]), np.array([0.0, 2.0])
-    rotation = code_rotation(slant, thickness, breadth)
+    rotation = code_rotation(slant, [thickness, breadth])
 
     np.testing.assert_allclose(rotation.T @ rotation, np.eye(2), atol=1e-12)
-    assert abs(rotation[:, 1] @ breadth) > abs(code_rotation(slant, thickness)[:, 1] @ breadth)
+    assert abs(rotation[:, 1] @ breadth) > abs(code_rotation(slant, [thickness])[:, 1] @ breadth)
     assert rotation[:, 0] @ slant > 0 and rotation[:, 1] @ thickness > 0  # each grows with its code
+
+
+def test_the_width_code_grows_the_measure_it_moves_most() -> None:
+    # breadth moves far, against a little thickness: the second code is turned so that breadth grows
+    slant, thickness, breadth = np.array([3.0, 3.0]), np.array([0.5, -0.5]), np.array([-2.0, 2.0])
+    rotation = code_rotation(slant, [thickness, breadth])
+
+    assert rotation[:, 1] @ breadth > abs(rotation[:, 1] @ thickness)
 
 
 def test_turned_codes_draw_and_read_what_the_trained_codes_did() -> None:
@@ -95,7 +103,7 @@ def test_codes_along_diagonals_are_turned_into_a_slant_code_and_a_width_code(cla
 
     after = aligned.meta["metrics"]["continuous"]
     assert after == continuous_effects(aligned.generator, LATENT, classifier)  # measured on the turned networks
-    assert [clear_effect(effect)[0] for effect in after.values()] == ["slant", "width"]
+    assert [clear_effect(effect).name for effect in after.values()] == ["slant", "width"]
     assert after["c1"]["slant_spearman"] > 0.9 and after["c2"]["width_spearman"] > 0.9  # both grow with the code
     assert crosstalk(after) < 0.1 * crosstalk(before)
     np.testing.assert_allclose(np.array(aligned.meta["code_rotation"]), EIGHTH_TURN.T.numpy(), atol=0.05)

@@ -230,6 +230,7 @@ async def test_each_continuous_code_says_what_it_measurably_does(tmp_path: Path)
     slant, mixed = entries["m"]["continuous_effects"]
     assert slant["name"] == "c1" and slant["effect"] == "slant" and slant["slant_spearman"] == -0.97
     assert "leans the digit to the left" in slant["description"] and "95%" in slant["description"]
+    assert slant["breadth_spearman"] is None  # measured before breadth was: width by thickness alone
     assert mixed["effect"] == "mixed" and "+0.60" in mixed["description"] and "+0.70" in mixed["description"]
     assert [e["effect"] for e in entries["unmeasured"]["continuous_effects"]] == ["unmeasured", "unmeasured"]
     width, both = entries["swings"]["continuous_effects"]

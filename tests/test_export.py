@@ -163,15 +163,22 @@ def test_main_rejects_an_unknown_dtype(
 
 
 def effects(
-    slant: float, width: float, swings: tuple[float, float] | None = None, breadth: tuple[float, float] | None = None
+    slant: float,
+    width: float,
+    swings: tuple[float, float] | None = None,
+    *,
+    breadth: float | None = None,
+    breadth_swing: float | None = None,
 ) -> dict[str, float]:
     """Measured effects: rank correlations with slant and width (stroke thickness), and, where
-    given, their swings and breadth's (rank correlation, swing)."""
+    given, their swings and breadth's rank correlation and swing."""
     measured = {"slant_spearman": slant, "width_spearman": width, "identity_kept": 0.9}
     if swings is not None:
         measured |= {"slant_swing": swings[0], "width_swing": swings[1]}
     if breadth is not None:
-        measured |= {"breadth_spearman": breadth[0], "breadth_swing": breadth[1]}
+        measured |= {"breadth_spearman": breadth}
+    if breadth_swing is not None:
+        measured |= {"breadth_swing": breadth_swing}
     return measured
 
 
@@ -194,12 +201,36 @@ def measured(continuous: dict[str, dict[str, float]]) -> Checkpoint:
         ({"c1": effects(0.7, 0.3, (6.0, 0.1)), "c2": effects(0.1, 0.2, (0.1, 0.1))}, ("c1", "c2")),  # rho too low
         # Breadth is width too: a digit that turns broad with strokes thickened only a little
         (
-            {"c1": effects(1.0, 0.2, (5.2, 0.4), (-0.5, -0.6)), "c2": effects(0.3, 0.66, (0.5, 1.5), (0.99, 3.3))},
+            {
+                "c1": effects(1.0, 0.2, (5.2, 0.4), breadth=-0.5, breadth_swing=-0.6),
+                "c2": effects(0.3, 0.66, (0.5, 1.5), breadth=0.99, breadth_swing=3.3),
+            },
             ("slant", "width"),
         ),
+        # thickness ranks steadily but moves too little beside slant; breadth moves far enough
+        (
+            {
+                "c1": effects(0.2, 0.97, (0.8, 1.0), breadth=0.92, breadth_swing=2.0),
+                "c2": effects(0.99, 0.1, (5.0, 0.2), breadth=0.1, breadth_swing=0.2),
+            },
+            ("width", "slant"),
+        ),
+        # thickness moves farther but not steadily enough (rho < 0.9); breadth names it
+        (
+            {
+                "c1": effects(0.2, 0.85, (0.5, 3.0), breadth=0.93, breadth_swing=2.0),
+                "c2": effects(0.99, 0.1, (5.0, 0.2), breadth=0.1, breadth_swing=0.2),
+            },
+            ("width", "slant"),
+        ),
+        # without swings, breadth names width when slant and thickness stay unclear
+        ({"c1": effects(0.2, 0.3, breadth=0.95), "c2": effects(0.3, 0.4, breadth=0.6)}, ("width", "c2")),
         # ... and a slant code must move breadth less than half as far as slant
         (
-            {"c1": effects(0.95, 0.2, (3.0, 0.4), (0.9, 2.0)), "c2": effects(0.1, 0.2, (0.1, 0.1), (0.1, 0.1))},
+            {
+                "c1": effects(0.95, 0.2, (3.0, 0.4), breadth=0.9, breadth_swing=2.0),
+                "c2": effects(0.1, 0.2, (0.1, 0.1), breadth=0.1, breadth_swing=0.1),
+            },
             ("c1", "c2"),
         ),
     ],

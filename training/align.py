@@ -24,15 +24,16 @@ from training.evaluate import continuous_effects
 Effects = dict[str, dict[str, float]]  # training.evaluate.continuous_effects: code name -> measurements
 
 
-def code_rotation(slant_swings: np.ndarray, *width_swings: np.ndarray) -> np.ndarray:
+def code_rotation(slant_swings: np.ndarray, width_swings: list[np.ndarray]) -> np.ndarray:
     """The orthogonal (2, 2) R whose first column is the direction of two codes that moves slant
     most against width and whose second column is the reverse, from each code's swings (2,) of
-    slant and of each attribute that measures width (stroke thickness, breadth).
+    slant and of each attribute that measures width (stroke thickness, breadth; at least one).
 
     A unit direction d moves slant by a_s . d and a width attribute by a_w . d (linear in the
     codes), so (a_s . d)^2 - sum_w (a_w . d)^2 = d^T (a_s a_s^T - sum_w a_w a_w^T) d, whose top
     and bottom eigenvectors are the two directions, orthogonal by construction. Each column's
-    sign makes its attribute grow with the code (for width, the attribute it moves most)."""
+    sign makes its attribute grow with the code (for width, the attribute it moves most, which
+    is the one models.metadata.clear_effect names it by)."""
     width = sum(np.outer(a, a) for a in width_swings)
     _, vectors = np.linalg.eigh(np.outer(slant_swings, slant_swings) - width)
     rotation = vectors[:, ::-1].copy()  # eigh sorts ascending: slant's direction first, width's second
@@ -61,15 +62,15 @@ def rotate_codes(checkpoint: Checkpoint, rotation: torch.Tensor) -> Checkpoint:
     return dataclasses.replace(checkpoint, generator=generator, discriminator=discriminator, training=None)
 
 
+def _largest_swing(measured: dict[str, float], effect: str) -> float:
+    """The largest |swing| over the measured attributes of `effect` (models.metadata.MEASURES)."""
+    return max((abs(measured[f"{a}_swing"]) for a in MEASURES[effect] if f"{a}_swing" in measured), default=0.0)
+
+
 def crosstalk(effects: Effects) -> float:
     """How far the codes move the effect they are not mostly about: per code, the smaller of its
     slant swing and its largest width swing (in real digits' standard deviations), summed."""
-    return sum(min(_swing(e, "slant"), _swing(e, "width")) for e in effects.values())
-
-
-def _swing(measured: dict[str, float], effect: str) -> float:
-    """The largest |swing| over the measured attributes of `effect` (models.metadata.MEASURES)."""
-    return max(abs(measured[f"{a}_swing"]) for a in MEASURES[effect] if f"{a}_swing" in measured)
+    return sum(min(_largest_swing(e, "slant"), _largest_swing(e, "width")) for e in effects.values())
 
 
 def named(effects: Effects) -> int:
@@ -90,8 +91,8 @@ def aligned_codes(checkpoint: Checkpoint, classifier: MnistClassifier) -> Checkp
     if len(codes) != 2 or not alike or q_predicts_std(checkpoint.meta):
         return checkpoint
     before = continuous_effects(checkpoint.generator, checkpoint.latent, classifier)
-    attributes = MEASURES["slant"] + MEASURES["width"]  # slant first, as code_rotation takes them
-    rotation = code_rotation(*(np.array([e[f"{a}_swing"] for e in before.values()]) for a in attributes))
+    swings = {a: np.array([e[f"{a}_swing"] for e in before.values()]) for a in ("slant", *MEASURES["width"])}
+    rotation = code_rotation(swings["slant"], [swings[a] for a in MEASURES["width"]])
     if not np.isfinite(rotation).all():
         return checkpoint
     turned = rotate_codes(checkpoint, torch.tensor(rotation, dtype=torch.float32))

@@ -114,8 +114,9 @@ def breadth(images: torch.Tensor) -> torch.Tensor:
     deviation, pixels) once the best-fit shear is taken out, sqrt(mu20 - mu11^2 / mu02). (B,)
 
     The paper's "width" code turns a narrow digit into a broad one; stroke_width reads how thick
-    its strokes are, which is not the same. A shear moves ink sideways row by row, so taking it
-    out keeps a slant code from reading as breadth. Reported beside the ink, not used to name codes."""
+    its strokes are, which is not the same, and a code that does either is a width code
+    (models.metadata.MEASURES). A shear moves ink sideways row by row, so taking it out keeps a
+    slant code from reading as breadth."""
     mu20, mu11, mu02 = _moments(images)
     return (mu20 - mu11.square() / mu02.clamp_min(1e-6)).clamp_min(0).sqrt()
 
@@ -300,14 +301,13 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         f"test images, even vs odd: {metrics['fid_real_baseline']:.3f})"
     )
     lines.append(
-        f"{'continuous code':<20}{'slant rho':>10}{'width rho':>11}{'slant swing':>13}{'width swing':>13}"
-        f"{'identity kept':>15}{'breadth rho':>13}"
+        f"{'continuous code':<20}{'slant rho':>10}{'thickness rho':>15}{'breadth rho':>13}{'slant swing':>13}"
+        f"{'thickness swing':>17}{'breadth swing':>15}{'identity kept':>15}"
     )
-    for name, effect in metrics["continuous"].items():
+    for name, e in metrics["continuous"].items():
         lines.append(
-            f"{name:<20}{effect['slant_spearman']:>+10.3f}{effect['width_spearman']:>+11.3f}"
-            f"{effect['slant_swing']:>+13.2f}{effect['width_swing']:>+13.2f}{effect['identity_kept']:>15.3f}"
-            f"{effect['breadth_spearman']:>+13.3f}"
+            f"{name:<20}{e['slant_spearman']:>+10.3f}{e['width_spearman']:>+15.3f}{e['breadth_spearman']:>+13.3f}"
+            f"{e['slant_swing']:>+13.2f}{e['width_swing']:>+17.2f}{e['breadth_swing']:>+15.2f}{e['identity_kept']:>15.3f}"
         )
     lines.append("(swing: change over the sweep from -2 to 2, in standard deviations of real test digits)")
     return "\n".join(lines)

@@ -40,7 +40,7 @@ from models.checkpoint import (
     save_population,
 )
 from models.latent import LatentBatch, LatentSpec
-from models.metadata import CheckpointMeta, category_labels
+from models.metadata import CheckpointMeta, category_labels, rank_correlations
 from models.networks import ArchConfig, Discriminator, Generator, compute_dtype, evaluating
 from models.sample import render_grid, traversal_codes
 from training.classifier import load_classifier
@@ -473,11 +473,7 @@ def selection_report(members: list[Member], chosen: int, criterion: str, exporte
 def code_effects(effects: dict[str, dict[str, float]]) -> str:
     """Each continuous code's rank correlations with slant and with width's two measures,
     thickness and breadth (where measured), on one line."""
-    return "  ".join(
-        f"{name}: slant {effect['slant_spearman']:+.2f} thickness {effect['width_spearman']:+.2f}"
-        + (f" breadth {effect['breadth_spearman']:+.2f}" if "breadth_spearman" in effect else "")
-        for name, effect in effects.items()
-    )
+    return "  ".join(f"{name}: {rank_correlations(e)}" for name, e in effects.items())
 
 
 def turn_report(served: Checkpoint) -> str:
