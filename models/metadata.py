@@ -8,6 +8,7 @@ the file format's own (models/checkpoint.py); every other key is listed here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple, TypedDict
 
 UNMATCHED = "?"  # the label of a category that no digit was matched to (more categories than digits)
@@ -74,23 +75,19 @@ def has_numbers(measured: Any, keys: Any) -> bool:
     return isinstance(measured, dict) and all(isinstance(measured.get(k), int | float) for k in keys)
 
 
-def _attributes(measured: dict[str, Any], effect: str) -> list[str]:
-    """The attributes of `effect` that `measured` has a rank correlation for."""
-    return [a for a in MEASURES[effect] if has_numbers(measured, (f"{a}_spearman",))]
+def _measured(measured: dict[str, Any], attributes: Iterable[str]) -> list[str]:
+    """Those of `attributes` that `measured` has a rank correlation for."""
+    return [a for a in attributes if has_numbers(measured, (f"{a}_spearman",))]
 
 
 def rank_correlations(measured: dict[str, Any]) -> str:
     """A code's measured rank correlations for a person: "slant +1.00, thickness -0.16, breadth +0.02"."""
-    return ", ".join(
-        f"{said} {measured[f'{a}_spearman']:+.2f}"
-        for a, said in ATTRIBUTES.items()
-        if has_numbers(measured, (f"{a}_spearman",))
-    )
+    return ", ".join(f"{ATTRIBUTES[a]} {measured[f'{a}_spearman']:+.2f}" for a in _measured(measured, ATTRIBUTES))
 
 
 def tracking(measured: dict[str, Any], effect: str) -> float:
     """How closely a code tracks `effect`: the largest |rho| over the attributes measured for it."""
-    return max((abs(measured[f"{a}_spearman"]) for a in _attributes(measured, effect)), default=0.0)
+    return max((abs(measured[f"{a}_spearman"]) for a in _measured(measured, MEASURES[effect])), default=0.0)
 
 
 def clear_effect(measured: Any) -> Effect | None:
@@ -107,8 +104,8 @@ def clear_effect(measured: Any) -> Effect | None:
         return abs(float(measured[f"{attribute}_swing"]))
 
     for effect in MEASURES:
-        own = _attributes(measured, effect)
-        others = [a for other in MEASURES if other != effect for a in _attributes(measured, other)]
+        own = _measured(measured, MEASURES[effect])
+        others = [a for other in MEASURES if other != effect for a in _measured(measured, MEASURES[other])]
         swings = has_numbers(measured, [f"{a}_swing" for a in own + others])
         # the attribute the code moves farthest first (as training.align turns it to grow), else the steadiest
         for attribute in sorted(own, key=lambda a: -(swing(a) if swings else abs(rho(a)))):

@@ -203,18 +203,13 @@ def continuous_effects(
             c_cont=c_cont.flatten(0, 1),
         )
         images = _generate(generator, latent, batch, batch_size)  # (L * (V + 1), C, H, W)
-        slants = slant(images).view(lines, points)[:, :-1]  # (L, V)
-        widths = stroke_width(images).view(lines, points)[:, :-1]  # (L, V)
-        breadths = breadth(images).view(lines, points)[:, :-1]  # (L, V)
+        attributes = {"slant": slant(images), "width": stroke_width(images), "breadth": breadth(images)}
+        rows = {a: values.view(lines, points)[:, :-1].numpy() for a, values in attributes.items()}  # (L, V) each
         digits = _predict(classifier, images, batch_size).view(lines, points)  # (L, V + 1)
         kept = digits[:, :-1][:, swept_values != 0] == digits[:, -1:]  # (L, V'), the trivial match at 0 left out
         effects[code.name or f"c{j + 1}"] = {
-            "slant_spearman": _mean_spearman(swept_values, slants.numpy()),
-            "width_spearman": _mean_spearman(swept_values, widths.numpy()),
-            "slant_swing": _swing(swept_values, slants.numpy(), REAL_SPREAD["slant"]),
-            "width_swing": _swing(swept_values, widths.numpy(), REAL_SPREAD["width"]),
-            "breadth_spearman": _mean_spearman(swept_values, breadths.numpy()),
-            "breadth_swing": _swing(swept_values, breadths.numpy(), REAL_SPREAD["breadth"]),
+            **{f"{a}_spearman": _mean_spearman(swept_values, row) for a, row in rows.items()},
+            **{f"{a}_swing": _swing(swept_values, row, REAL_SPREAD[a]) for a, row in rows.items()},
             "identity_kept": float(kept.float().mean()),
         }
     return effects
