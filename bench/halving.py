@@ -17,10 +17,11 @@ in accuracy, the mean and worst accuracy picked, the share of picks with a slant
 code, and the training cost in member-epochs against K full runs. No labels go into a pick;
 accuracy only scores it.
 
-`--measure` reads what each member's codes do from its checkpoint instead (the same weights as
-the log's last evaluation; older logs lack breadth, the second measure of width): the pick reads
-the codes as trained, as the run does, and the slant-and-width share scores the codes the user
-gets, turned as `infogan export` serves them (training.align).
+The logs hold the codes as trained, so without `--measure` the pick reads those, as runs did
+before they read the codes as served. `--measure` reads what each member's codes do from its
+checkpoint instead (the same weights as the log's last evaluation; older logs lack breadth, the
+second measure of width), turned as `infogan export` serves them (training.align): the pick reads
+them as a run now does, and the slant-and-width share scores the codes the user gets.
 """
 
 from __future__ import annotations
@@ -38,19 +39,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from screen import Member, group_members  # noqa: E402
 
 from models.checkpoint import load_population  # noqa: E402
-from training.align import Effects, aligned_codes  # noqa: E402
+from training.align import Effects, served_effects  # noqa: E402
 from training.classifier import load_classifier  # noqa: E402
 from training.evaluate import continuous_effects  # noqa: E402
 from training.select import MemberScores, choose, shows_slant_and_width  # noqa: E402
 
 
-def measured_codes(group: Path, runs: dict[str, Member]) -> dict[str, tuple[Effects, Effects]]:
+def measured_codes(group: Path, runs: dict[str, Member]) -> dict[str, Effects]:
     """For each member of `group` that trained to the end, named as in `runs` (the members read
-    off the logs, "<group>/s<seed>"): what its codes do as trained and as served (turned),
-    measured on its run's checkpoint, which must hold the weights of the log's last evaluation."""
+    off the logs, "<group>/s<seed>"): what its codes do as served (turned where the export turns
+    them), measured on its run's checkpoint, which must hold the weights of the log's last evaluation."""
     classifier = load_classifier()
     folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
-    codes: dict[str, tuple[Effects, Effects]] = {}
+    codes: dict[str, Effects] = {}
     for run in folders:
         if not (run / "log.jsonl").is_file() or not (run / "checkpoint.safetensors").is_file():
             continue
@@ -62,8 +63,7 @@ def measured_codes(group: Path, runs: dict[str, Member]) -> dict[str, tuple[Effe
             if member.meta.get("metrics", {}).get("categorical_accuracy") != logged:
                 raise SystemExit(f"{name}: the checkpoint in {run} is not at its log's last evaluation")
             trained = continuous_effects(member.generator, member.latent, classifier)
-            served = aligned_codes(member, classifier)
-            codes[name] = (trained, served.meta["metrics"]["continuous"] if served is not member else trained)
+            codes[name] = served_effects(member, classifier, trained)
     return codes
 
 
@@ -74,13 +74,11 @@ def replay(
     keep: int | None,
     select: str,
     threshold: float,
-    served: list[Effects] | None = None,
 ) -> dict:
     """Over every k-subset: after epoch `after` (None: never) keep the `keep` most informative
     (None: halve), pick among the kept at the last epoch by `select` (training.select.choose); the
     share of picks reaching `threshold`, their mean and worst accuracy, the share with a slant
-    code and a width code (scored on `served`, one per run, where given; None where some run's
-    codes are not logged), the cost."""
+    code and a width code (None where some run's codes are not known), the cost."""
     last = max(runs[0].evaluations)
     keep = k - k // 2 if keep is None else min(keep, k)  # halve drops the lower half, rounded down
     picked = []
@@ -89,13 +87,12 @@ def replay(
         scores = [MemberScores(runs[i].evaluations[last][1], None) for i in kept]
         picked.append(kept[choose(scores, select, [runs[i].codes for i in kept])])  # codes read for "codes" only
     accuracies = [runs[i].evaluations[last][0] for i in picked]
-    scored = served if served is not None else [run.codes for run in runs]
-    known = all(codes is not None for codes in scored)
+    known = all(run.codes is not None for run in runs)
     return {
         "share": sum(accuracy >= threshold for accuracy in accuracies) / len(accuracies),
         "mean": statistics.mean(accuracies),
         "worst": min(accuracies),
-        "slant_and_width": statistics.mean(shows_slant_and_width(scored[i]) for i in picked) if known else None,
+        "slant_and_width": statistics.mean(shows_slant_and_width(runs[i].codes) for i in picked) if known else None,
         "cost": (after * k + (last - after) * keep) / (last * k) if after else 1.0,
         "subsets": len(accuracies),
     }
@@ -111,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "--select", choices=("information", "codes"), default="information", help="how the last pick is made"
     )
     parser.add_argument("--threshold", type=float, default=0.95)
-    parser.add_argument("--measure", action="store_true", help="codes from the checkpoints, scored as served")
+    parser.add_argument("--measure", action="store_true", help="codes from the checkpoints, read as served")
     args = parser.parse_args(argv)
     if args.keep is not None and args.keep < 1:
         parser.error(f"--keep must be at least 1, got {args.keep}")
@@ -120,12 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(last.values())) > 1 or max(args.after) >= min(last.values()):
         ends = ", ".join(f"{name} {epoch}" for name, epoch in last.items())
         parser.error(f"every run must be evaluated to the same last epoch, after every --after epoch; got {ends}")
-    served = None
     if args.measure:  # replaces the logged codes; a member halving stopped has none either way
         measured = {name: codes for path in args.runs for name, codes in measured_codes(path, named).items()}
         for name, run in named.items():
-            run.codes = measured[name][0] if name in measured else None
-        served = [measured[name][1] if name in measured else None for name in named]
+            run.codes = measured.get(name)
     if args.select == "codes" and any(run.codes is None for run in named.values()):
         parser.error(
             "--select codes needs every run's continuous codes (its log's last, or with --measure its checkpoint)"
@@ -140,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k in args.k:
         for after in [None, *args.after]:
-            row = replay(runs, k, after, args.keep, args.select, args.threshold, served)
+            row = replay(runs, k, after, args.keep, args.select, args.threshold)
             figure = "-" if row["slant_and_width"] is None else f"{row['slant_and_width']:.2f}"
             print(
                 f"| {k} | {f'epoch {after}' if after else 'never'} | {row['cost']:.2f} | {row['share']:.2f} | "

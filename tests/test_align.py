@@ -12,7 +12,7 @@ from torch import nn
 
 from models import ArchConfig, Checkpoint, Discriminator, LatentBatch, LatentSpec, build_networks
 from models.metadata import clear_effect
-from training.align import aligned_codes, code_rotation, crosstalk, rotate_codes
+from training.align import aligned_codes, code_rotation, crosstalk, rotate_codes, served_effects
 from training.classifier import ClassifierConfig, MnistClassifier
 from training.evaluate import continuous_effects
 
@@ -128,6 +128,19 @@ def test_codes_that_are_already_clean_are_left_as_they_were(classifier) -> None:
         checkpoint.generator.fc[0].weight[-2:, -2:] = torch.eye(2)  # c1 is the slant, c2 the width
 
     assert aligned_codes(checkpoint, classifier) is checkpoint
+
+
+def test_codes_are_read_as_served_turned_where_the_export_turns_them(classifier) -> None:
+    diagonal, clean = diagonal_checkpoint(), diagonal_checkpoint()
+    with torch.no_grad():
+        clean.generator.fc[0].weight[-2:, -2:] = torch.eye(2)
+    trained = {name: continuous_effects(c.generator, LATENT, classifier) for name, c in (("d", diagonal), ("c", clean))}
+
+    served = served_effects(diagonal, classifier, trained["d"])
+
+    assert served == aligned_codes(diagonal, classifier).meta["metrics"]["continuous"]
+    assert [clear_effect(e).name for e in served.values()] == ["slant", "width"]
+    assert served_effects(clean, classifier, trained["c"]) is trained["c"]  # not turned: the codes as they are
 
 
 def test_a_q_that_predicts_a_std_per_code_keeps_its_codes(classifier) -> None:

@@ -10,10 +10,19 @@ from test_train import SMALL_FLAGS, assert_same_weights, run_cli, small_config
 
 import training.loop as loop
 from models.checkpoint import CheckpointError, load_checkpoint, load_population, read_metadata, save_population
-from training.align import rotate_codes
+from training.align import rotate_codes, served_effects
+from training.classifier import load_classifier
 from training.export import main as export_main
 from training.loop import MODEL_NAME, train
-from training.select import MemberScores, agreement, choose, information, score_members, shows_slant_and_width
+from training.select import (
+    MemberScores,
+    agreement,
+    choose,
+    information,
+    near_best,
+    score_members,
+    shows_slant_and_width,
+)
 from training.train import main as train_main
 
 
@@ -230,19 +239,42 @@ def test_codes_prefers_a_near_best_member_whose_codes_show_slant_and_width():
     assert choose(scores, "codes", None) == 0  # codes not measured: information decides
 
 
-def test_a_run_chooses_by_codes_from_the_scores_and_effects_it_records(tmp_path, capsys):
+def test_a_run_chooses_by_codes_from_the_scores_it_records_and_the_codes_as_served(tmp_path, capsys):
     path = train(small_config(tmp_path, steps=4, population=3, select="codes"))
     members = load_population(path)
     metrics = [m.meta["metrics"] for m in members]
     scores = [MemberScores(m["information"], m["agreement"]) for m in metrics]
-    assert read_metadata(path)["chosen_member"] == choose(scores, "codes", [m["continuous"] for m in metrics])
+    served = [
+        served_effects(member, load_classifier(), m["continuous"]) for member, m in zip(members, metrics, strict=True)
+    ]
+    assert read_metadata(path)["chosen_member"] == choose(scores, "codes", served)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     logged = [r for r in records if "agreement" in r]  # what the choice read, in the log too (after the evaluations)
     assert [(r["member"], r["information"], r["continuous"]) for r in logged] == [
         (k, m["information"], m["continuous"]) for k, m in enumerate(metrics)
     ]
     assert records[-1]["chosen_member"] == read_metadata(path)["chosen_member"]
-    assert "within 0.01 nats of it with a slant code and a width code, no labels used" in capsys.readouterr().out
+    assert (
+        "within 0.01 nats of it with a slant code and a width code as served, no labels used" in capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize("align_codes", [True, False])
+def test_a_run_reads_the_codes_of_its_near_best_members_as_it_would_serve_them(tmp_path, monkeypatch, align_codes):
+    asked = []
+
+    def served(checkpoint, classifier, trained):  # as if only seed 1's codes showed the figure once turned
+        asked.append(checkpoint.meta["seed"])
+        return effects((-0.97, 0.2), (0.4, 0.93)) if checkpoint.meta["seed"] == 1 else trained
+
+    monkeypatch.setattr(loop, "served_effects", served)
+    path = train(small_config(tmp_path, steps=4, population=3, select="codes", align_codes=align_codes))
+    scores = [MemberScores(m.meta["metrics"]["information"], None) for m in load_population(path)]
+    if align_codes:
+        assert sorted(asked) == sorted(near_best(scores))  # untrained members are all near the best
+        assert read_metadata(path)["chosen_member"] == 1
+    else:  # --keep-codes serves the codes as trained, so the choice reads them so
+        assert asked == []
 
 
 def test_a_failing_selection_loses_no_training(tmp_path, monkeypatch):

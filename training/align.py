@@ -107,3 +107,12 @@ def aligned_codes(checkpoint: Checkpoint, classifier: MnistClassifier) -> Checkp
         "code_rotation": (earlier @ rotation).tolist(),
     }
     return dataclasses.replace(turned, meta=meta)
+
+
+def served_effects(checkpoint: Checkpoint, classifier: MnistClassifier, trained: Effects) -> Effects:
+    """What the codes do as `infogan export` serves them: turned where aligned_codes turns them,
+    else `trained`, the measurements of the codes as they are. Choosing a member by its codes
+    reads these, since diagonal codes can pass a test of rank correlations without showing the
+    figure once turned (README, "A stronger information term for the category")."""
+    served = aligned_codes(checkpoint, classifier)
+    return served.meta["metrics"]["continuous"] if served is not checkpoint else trained

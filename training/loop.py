@@ -43,7 +43,8 @@ from models.latent import LatentBatch, LatentSpec
 from models.metadata import CheckpointMeta, category_labels, rank_correlations
 from models.networks import ArchConfig, Discriminator, Generator, compute_dtype, evaluating
 from models.sample import render_grid, traversal_codes
-from training.classifier import load_classifier
+from training.align import served_effects
+from training.classifier import MnistClassifier, load_classifier
 from training.data import load_dataset
 from training.evaluate import CLASSIFIER_IMAGE, categorical_accuracy, continuous_effects
 from training.export import serving_checkpoint
@@ -58,7 +59,15 @@ from training.losses import (
     real_information_loss,
 )
 from training.options import resolve_device
-from training.select import CRITERIA, REASONS, category_probabilities, choose, information, score_members
+from training.select import (
+    CRITERIA,
+    REASONS,
+    category_probabilities,
+    choose,
+    information,
+    near_best,
+    score_members,
+)
 
 CHECKPOINT_NAME = "checkpoint.safetensors"  # the latest training checkpoint, every member
 MODEL_NAME = "model.safetensors"  # the chosen member as a serving checkpoint (fp16), written at the end
@@ -388,7 +397,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             if step % config.checkpoint_every == 0 or done:
                 save_population(checkpoint_path, [member.checkpoint(config) for member in members], meta)
             if done:  # after the save above, so a failing selection loses no training
-                chosen = select_member(members, latent, images, config.select)
+                chosen = select_member(members, latent, images, config, classifier)
                 meta["chosen_member"] = chosen
                 save_population(checkpoint_path, [member.checkpoint(config) for member in members], meta)
                 model = members[chosen].checkpoint(config)
@@ -439,16 +448,28 @@ def halve(members: list[Member], latent: LatentSpec, images: torch.Tensor, step:
     return dropped
 
 
-def select_member(members: list[Member], latent: LatentSpec, images: torch.Tensor, criterion: str) -> int:
+def select_member(
+    members: list[Member],
+    latent: LatentSpec,
+    images: torch.Tensor,
+    config: TrainConfig,
+    classifier: MnistClassifier | None,
+) -> int:
     """Score the members still training (halving may have stopped some) without labels on real
     training images, record the scores in their metrics, and return the index of the member
-    `criterion` picks. What their codes do comes from the evaluation of this last step."""
+    `config.select` picks. What their codes do comes from the evaluation of this last step; for
+    "codes", the near-best members' codes are read as the export would serve them (turned)."""
     candidates = still_training(members)
     scores = score_members([members[k].discriminator for k in candidates], latent, images[:SELECTION_IMAGES])
     for k, score in zip(candidates, scores, strict=True):
         members[k].evaluation["metrics"] = {**members[k].evaluation.get("metrics", {}), **score.as_metrics()}
     effects = [members[k].evaluation["metrics"].get("continuous") for k in candidates]
-    return candidates[choose(scores, criterion, effects if all(effects) else None)]
+    if not all(effects):
+        return candidates[choose(scores, config.select)]
+    if config.select == "codes" and config.align_codes and classifier is not None and len(candidates) > 1:
+        for i in near_best(scores):  # a few seconds each, and only members within NEAR_TIE
+            effects[i] = served_effects(members[candidates[i]].checkpoint(config), classifier, effects[i])
+    return candidates[choose(scores, config.select, effects)]
 
 
 def selection_report(members: list[Member], chosen: int, criterion: str, exported: Path) -> str:

@@ -14,7 +14,8 @@ may have none, so the criteria here read only Q's categorical head on real image
 - codes: information first, then the continuous codes. Members that learned the digit score
   within a few thousandths of a nat of each other, far less than a merge costs, so among the
   members within NEAR_TIE of the best, one whose codes show the paper's figure (a code that
-  tracks slant and another that tracks width, measured on G's own pictures) is preferred.
+  tracks slant and another that tracks width, measured on G's own pictures) is preferred. A run
+  reads the codes as its exported model serves them, turned (training.align).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ NEAR_TIE = 0.01
 REASONS = {  # what each criterion prefers, as the run's report says it
     "information": "highest information",
     "agreement": "highest agreement with the others",
-    "codes": f"highest information, or within {NEAR_TIE} nats of it with a slant code and a width code",
+    "codes": f"highest information, or within {NEAR_TIE} nats of it with a slant code and a width code as served",
 }
 CRITERIA = tuple(REASONS)
 
@@ -115,9 +116,15 @@ def choose(scores: list[MemberScores], criterion: str, effects: list[dict[str, d
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}; got {criterion!r}")
     if criterion == "agreement" and len(scores) >= 3:
         return max(range(len(scores)), key=lambda k: scores[k].agreement)
-    by_information = sorted(range(len(scores)), key=lambda k: scores[k].information, reverse=True)
+    near = near_best(scores)
     if criterion == "codes" and effects is not None:
-        best = scores[by_information[0]].information
-        near = [k for k in by_information if scores[k].information >= best - NEAR_TIE]
-        return next((k for k in near if shows_slant_and_width(effects[k])), by_information[0])
-    return by_information[0]
+        return next((k for k in near if shows_slant_and_width(effects[k])), near[0])
+    return near[0]
+
+
+def near_best(scores: list[MemberScores]) -> list[int]:
+    """The members within NEAR_TIE nats of the highest information, the most informative first:
+    the ones whose codes "codes" reads."""
+    by_information = sorted(range(len(scores)), key=lambda k: scores[k].information, reverse=True)
+    best = scores[by_information[0]].information
+    return [k for k in by_information if scores[k].information >= best - NEAR_TIE]
