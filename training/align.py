@@ -2,7 +2,7 @@
 
 With a fixed std, InfoGAN's information term for the continuous codes is 1/2 |c - mu|^2, the same
 in any rotated frame, so nothing in training prefers the axes the codes end up on: many runs
-learn slant and width along diagonals, and then every slider both slants and thickens (README,
+learn slant and width along diagonals, and then every slider both slants and thickens (docs/research.md,
 "Codes that each do one thing"). Turning the code space mends that without training. The served
 model reads its codes u through an orthogonal R, c = R u, folded into G's first layer, and its Q
 reports R^T of what it reads, so drawing, encoding and fitting stay consistent with each other.
@@ -113,6 +113,6 @@ def served_effects(checkpoint: Checkpoint, classifier: MnistClassifier, trained:
     """What the codes do as `infogan export` serves them: turned where aligned_codes turns them,
     else `trained`, the measurements of the codes as they are. Choosing a member by its codes
     reads these, since diagonal codes can pass a test of rank correlations without showing the
-    figure once turned (README, "A stronger information term for the category")."""
+    figure once turned (docs/research.md, "A stronger information term for the category")."""
     served = aligned_codes(checkpoint, classifier)
     return served.meta["metrics"]["continuous"] if served is not checkpoint else trained

@@ -3,7 +3,7 @@
 On a GPU a member of this size is bound by the host, not the device: a step dispatches about 422
 tensor operations (bench/ops.py) at some 30 µs of Python and launch overhead each, while its
 kernels are small. A CUDA graph records the kernels of one step once; replaying it costs one
-call, so a step costs the GPU's time instead (README, "On a GPU: CUDA graphs").
+call, so a step costs the GPU's time instead (docs/research.md, "On a GPU: CUDA graphs").
 """
 
 from __future__ import annotations

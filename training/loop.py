@@ -80,7 +80,7 @@ GRAPH_SETTINGS = ("auto", "on", "off")
 
 # Named recipes: the option values each sets; options given on the command line win. "paper" is
 # Chen et al. (2016) as the authors' code ran it; "explorer", the default, adds the categorical
-# consistency term (README, "A better recipe": over 4 seeds at 8 epochs, mean accuracy 0.950
+# consistency term (docs/research.md, "A better recipe": over 4 seeds at 8 epochs, mean accuracy 0.950
 # against the paper's 0.883 over 7).
 RECIPES: dict[str, dict[str, Any]] = {"paper": {"consistency": 0.0}, "explorer": {"consistency": 1.0}}
 DEFAULT_RECIPE = "explorer"
@@ -114,12 +114,12 @@ class TrainConfig:
     population: int = 1  # members trained side by side in this process, differing only in their seed
     halve_after: int | None = None  # epochs; then only the better half of the population trains on
     # The label-free criterion that picks the member to export (training.select): `codes` picks as
-    # `information` does, but breaks near-ties towards the paper's figure (README, "Three halved, not two")
+    # `information` does, but breaks near-ties towards the paper's figure (docs/research.md, "Three halved, not two")
     select: str = "codes"
     # the exported model's continuous codes turned to slant and width where that is cleaner (training.align)
     align_codes: bool = True
     device: str = "auto"  # auto: cuda, then mps, then cpu
-    # fp32: in bf16 the same seeds learned the digit less often and one collapsed (README, "fp32
+    # fp32: in bf16 the same seeds learned the digit less often and one collapsed (docs/research.md, "fp32
     # against bf16"); "auto" is bf16 autocast where native (models.networks.compute_dtype), "bf16"
     precision: str = "fp32"
     compile: str = "auto"  # torch.compile the networks: "on", "off"; auto: off (no gain on our CPU or an H200)
@@ -434,7 +434,7 @@ def halve(members: list[Member], latent: LatentSpec, images: torch.Tensor, step:
     """Stop training the half of the members still training whose Q is least informative on real
     training images (H(E[p]) - E[H(p)]); returns their indices. Information this early does not
     rank the members that learned the digit, but it puts the ones that merged two digits last
-    (README, "Successive halving")."""
+    (docs/research.md, "Successive halving")."""
     training = still_training(members)
     scores = {
         k: information(category_probabilities(members[k].discriminator, latent, images[:SELECTION_IMAGES]))
@@ -532,7 +532,7 @@ def build_member(config: TrainConfig, seed: int, device: torch.device, ddp: Dist
 def consistency_weight(config: TrainConfig, epoch: int) -> float:
     """The consistency term's weight in `epoch` (from 0): early_consistency for the first
     early_epochs epochs where it is set, else consistency. The continuous codes take their roles
-    in the first two epochs, the categories keep moving later (README, "A schedule")."""
+    in the first two epochs, the categories keep moving later (docs/research.md, "A schedule")."""
     if config.early_consistency is not None and epoch < config.early_epochs:
         return config.early_consistency
     return config.consistency
@@ -663,10 +663,10 @@ class TrainingClock:
 def auto_population(device: torch.device, world_size: int) -> tuple[int, int | None]:
     """`--population auto`: how many members to train on this device, and after how many epochs
     to halve them. On one GPU a member's step is bound by the host, so 16 members cost little
-    more than one, and halving after epoch 2 picked 0.981 in 115 s on an H200 (README, "The default
+    more than one, and halving after epoch 2 picked 0.981 in 115 s on an H200 (docs/research.md, "The default
     on a GPU, in fp32"). On a CPU every member costs its own time: three, the least informative
     stopped after epoch 2, which costs 2.25 full runs and picked better than two full runs in all
-    five replays (README, "Three halved, not two"). Under torchrun the processes share one member."""
+    five replays (docs/research.md, "Three halved, not two"). Under torchrun the processes share one member."""
     if world_size > 1:
         return 1, None
     if device.type == "cuda":
@@ -677,7 +677,7 @@ def auto_population(device: torch.device, world_size: int) -> tuple[int, int | N
 def use_compile(setting: str) -> bool:
     """Whether to torch.compile the networks: only when asked. It was measured no faster on both
     devices we had: on our CPU 596 against 675 images/s after 12-34 s of compiling, on an H200
-    72 against 77 member-steps/s after about 29 s (README, "On a GPU, before CUDA graphs")."""
+    72 against 77 member-steps/s after about 29 s (docs/research.md, "On a GPU, before CUDA graphs")."""
     if setting not in COMPILE_SETTINGS:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_SETTINGS)}; got {setting!r}")
     return setting == "on"
