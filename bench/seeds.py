@@ -1,4 +1,4 @@
-"""Quality over several training seeds: the figures behind the README's model card.
+"""Quality over several training seeds: the figures of docs/research.md, "Over seeds".
 
     python bench/seeds.py runs/seed1 runs/seed2 runs/seed3
     python bench/seeds.py runs/seed1/step2500.safetensors ...   # a copy taken during the run

@@ -57,7 +57,7 @@ class LatentBatch:
 class LatentSpec:
     # Defaults are the paper's MNIST setting: 62 noise, one 10-way code, two Unif(-1, 1) codes.
     # Noise is Unif(-1, 1) as in the authors' code: on MNIST the categorical code then learns
-    # the digit more than twice as fast as with N(0, 1) noise (README, "Choices").
+    # the digit more than twice as fast as with N(0, 1) noise (docs/research.md, "Measured choices").
     noise_dim: int = 62
     noise_prior: Prior = "uniform"
     categorical: tuple[CategoricalCode, ...] = (CategoricalCode(10, "digit"),)

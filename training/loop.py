@@ -80,7 +80,7 @@ GRAPH_SETTINGS = ("auto", "on", "off")
 
 # Named recipes: the option values each sets; options given on the command line win. "paper" is
 # Chen et al. (2016) as the authors' code ran it; "explorer", the default, adds the categorical
-# consistency term (docs/research.md, "A better recipe": over 4 seeds at 8 epochs, mean accuracy 0.950
+# consistency term (docs/research.md, "A better recipe": over 8 seeds at 8 epochs, mean accuracy 0.955
 # against the paper's 0.883 over 7).
 RECIPES: dict[str, dict[str, Any]] = {"paper": {"consistency": 0.0}, "explorer": {"consistency": 1.0}}
 DEFAULT_RECIPE = "explorer"
@@ -676,7 +676,7 @@ def auto_population(device: torch.device, world_size: int) -> tuple[int, int | N
 
 def use_compile(setting: str) -> bool:
     """Whether to torch.compile the networks: only when asked. It was measured no faster on both
-    devices we had: on our CPU 596 against 675 images/s after 12-34 s of compiling, on an H200
+    devices we had: on our CPU 599 against 675 images/s after 12-34 s of compiling, on an H200
     72 against 77 member-steps/s after about 29 s (docs/research.md, "On a GPU, before CUDA graphs")."""
     if setting not in COMPILE_SETTINGS:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_SETTINGS)}; got {setting!r}")
