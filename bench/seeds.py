@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from models.checkpoint import Checkpoint, load_population
+from models.metadata import rank_correlations
 from training.classifier import load_classifier
 from training.data import load_dataset
 from training.evaluate import evaluate
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     classifier = load_classifier()
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(f"# command: python bench/seeds.py {' '.join(map(str, args.runs))}")
-    codes = " | ".join(f"{name} slant/thickness/kept" for name in ("c1", "c2"))
+    codes = " | ".join(f"{name}: rank correlations, kept" for name in ("c1", "c2"))
     print(f"run | seed | steps | accuracy | to 0.90 | to 0.95 | FID | {codes}")
     rows = []
     for run in args.runs:
@@ -75,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             reached = time_to_accuracy([r for r in log if r.get("member", 0) == k])
             rows.append(metrics)
             to = [f"{r[0]} steps, {r[1] / 60:.1f} min" if r else "not reached" for r in reached.values()]
-            codes = [
-                f"{e['slant_spearman']:+.2f}/{e['width_spearman']:+.2f}/{e['identity_kept']:.2f}"
-                for e in metrics["continuous"].values()
-            ]
+            codes = [f"{rank_correlations(e)}, kept {e['identity_kept']:.2f}" for e in metrics["continuous"].values()]
             seed = checkpoint.meta.get("seed", checkpoint.meta["train_config"]["seed"] + k)
             name = run.name if run.is_dir() else f"{run.parent.name}/{run.stem}"
             print(

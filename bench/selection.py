@@ -31,6 +31,7 @@ from seeds import read_log  # noqa: E402
 from serve import print_header  # noqa: E402
 
 from models.checkpoint import load_population  # noqa: E402
+from models.metadata import rank_correlations  # noqa: E402
 from training.classifier import load_classifier  # noqa: E402
 from training.data import load_dataset  # noqa: E402
 from training.evaluate import categorical_accuracy, continuous_effects  # noqa: E402
@@ -110,12 +111,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     header = "| member | seed | steps | accuracy by evaluation | final accuracy | information | agreement |"
-    header += " codes: slant rho / thickness rho / kept |"
+    header += " codes: rank correlations, kept |"
     print(header + "\n| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |")
     for row in rows:
-        codes = ", ".join(
-            f"{n} {e['slant_spearman']:+.2f} / {e['width_spearman']:+.2f} / {e['identity_kept']:.2f}"
-            for n, e in row["effects"].items()
+        codes = "; ".join(
+            f"{n} {rank_correlations(e)}, kept {e['identity_kept']:.2f}" for n, e in row["effects"].items()
         )
         early = " ".join(f"{a:.3f}" for a in row["early"])
         print(
