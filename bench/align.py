@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             seen.add(run)
             trained = continuous_effects(member.generator, member.latent, classifier)
-            served = aligned_codes(member, classifier)  # what export writes
+            served = aligned_codes(member, classifier, trained)  # what export writes
             turned = "yes" if served is not member else "no"
             served_effects = served.meta["metrics"]["continuous"] if served is not member else trained
             shown = f"{accuracy:.4f}" if accuracy is not None else "nan"

@@ -108,6 +108,7 @@ def test_codes_along_diagonals_are_turned_into_a_slant_code_and_a_width_code(cla
     assert crosstalk(after) < 0.1 * crosstalk(before)
     np.testing.assert_allclose(np.array(aligned.meta["code_rotation"]), EIGHTH_TURN.T.numpy(), atol=0.05)
     assert aligned.meta["metrics"] == {"categorical_accuracy": 0.9, "continuous": after}  # FID was the old prior's
+    assert aligned_codes(checkpoint, classifier, before).meta == aligned.meta  # measured already: the same turn
 
 
 def test_turning_a_turned_file_records_the_whole_turn(classifier) -> None:

@@ -78,19 +78,22 @@ def named(effects: Effects) -> int:
     return len({clear.name for e in effects.values() if (clear := clear_effect(e))})
 
 
-def aligned_codes(checkpoint: Checkpoint, classifier: MnistClassifier) -> Checkpoint:
+def aligned_codes(checkpoint: Checkpoint, classifier: MnistClassifier, before: Effects | None = None) -> Checkpoint:
     """The checkpoint with its two continuous codes turned towards slant and width, when the turn
     names as many of the two effects or more and leaves less crosstalk, both measured on the
     networks as they are (training.evaluate); else the checkpoint as it was.
 
     The turned file records R as `code_rotation` (training's codes are R u; turning a turned
     file composes them) and drops FID figures, which were measured with the unturned prior.
-    Only two codes of one prior and range are turned, and only under a Q with a fixed std."""
+    Only two codes of one prior and range are turned, and only under a Q with a fixed std.
+    `before`, where the caller has it, is training.evaluate.continuous_effects of these same
+    networks, so they are not measured twice."""
     codes = checkpoint.latent.continuous
     alike = len({(code.prior, tuple(code.train_range)) for code in codes}) == 1
     if len(codes) != 2 or not alike or q_predicts_std(checkpoint.meta):
         return checkpoint
-    before = continuous_effects(checkpoint.generator, checkpoint.latent, classifier)
+    if before is None:
+        before = continuous_effects(checkpoint.generator, checkpoint.latent, classifier)
     swings = {a: np.array([e[f"{a}_swing"] for e in before.values()]) for a in ("slant", *MEASURES["width"])}
     rotation = code_rotation(swings["slant"], [swings[a] for a in MEASURES["width"]])
     if not np.isfinite(rotation).all():
@@ -114,5 +117,5 @@ def served_effects(checkpoint: Checkpoint, classifier: MnistClassifier, trained:
     else `trained`, the measurements of the codes as they are. Choosing a member by its codes
     reads these, since diagonal codes can pass a test of rank correlations without showing the
     figure once turned (docs/research.md, "A stronger information term for the category")."""
-    served = aligned_codes(checkpoint, classifier)
+    served = aligned_codes(checkpoint, classifier, trained)
     return served.meta["metrics"]["continuous"] if served is not checkpoint else trained
