@@ -138,6 +138,16 @@ def test_consistency_is_zero_for_agreeing_q_and_trains_only_the_jittered_side() 
     assert other.grad[0, 3:].abs().sum() == 0  # the continuous head is left alone
 
 
+def test_a_flipped_weight_counts_only_the_images_whose_copy_q_reads_as_another_category() -> None:
+    spec = LatentSpec(noise_dim=4, categorical=(CategoricalCode(3),), continuous=(ContinuousCode(),))
+    q_real = torch.tensor([[2.0, 0.0, -1.0, 0.5, 0.1], [2.0, 0.0, -1.0, 0.5, 0.1]])
+    q_jittered = torch.tensor([[1.0, 0.5, -1.0, 0.5, 0.1], [0.0, 1.0, -1.0, 0.5, 0.1]])  # the second flips to 1
+    kept, flipped = (consistency_loss(spec, q_real[i : i + 1], q_jittered[i : i + 1]) for i in (0, 1))
+    assert consistency_loss(spec, q_real, q_jittered).item() == pytest.approx((kept + flipped).item() / 2)
+    weighted = consistency_loss(spec, q_real, q_jittered, flipped_weight=4.0)
+    assert weighted.item() == pytest.approx((kept + 5 * flipped).item() / 2)
+
+
 def test_real_information_rewards_sure_and_balanced_categories_and_leaves_the_continuous_head() -> None:
     """Three images (SPEC: 3 categories, then a continuous mean and log-std)."""
 

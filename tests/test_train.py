@@ -168,6 +168,7 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--jitter-degrees", "-5"], "--jitter-degrees: must be a finite number >= 0"),
         (["--categorical", "1"], "at least 2 categories"),  # a one-way "code" carries no information
         (["--early-epochs", "3"], "early consistency needs both a weight and a number of epochs"),
+        (["--recipe", "paper", "--flipped-consistency", "2"], "--flipped-consistency weights the consistency term"),
         (["--resume", "--out", "/nonexistent/run"], "is '/nonexistent/run' a run folder?"),
         (["--dataset", "synthetic", "--batch-size", "100000", "--steps", "1"], "exceeds the data set"),
     ],

@@ -105,6 +105,8 @@ class TrainConfig:
     consistency: float = RECIPES[DEFAULT_RECIPE]["consistency"]  # Q's categorical consistency on jittered reals
     early_consistency: float | None = None  # the consistency weight of the first early_epochs epochs, if different
     early_epochs: int = 0
+    # extra consistency weight on the images whose jittered copy Q reads as another category (training.losses)
+    flipped_consistency: float = 0.0
     consistency_trains_body: bool = True  # the consistency term also updates D's shared body, not only Q's head
     jitter_degrees: float = 15.0  # the consistency term's copies: rotated by up to this much
     jitter_pixels: float = 2.0  # and shifted by up to this much each way
@@ -140,6 +142,8 @@ class TrainConfig:
                 "early consistency needs both a weight and a number of epochs (--early-consistency W "
                 f"--early-epochs N), got weight {self.early_consistency} for {self.early_epochs} epochs"
             )
+        if self.flipped_consistency and not (self.consistency or self.early_consistency):
+            raise ValueError("--flipped-consistency weights the consistency term, which is off (--consistency 0)")
         if self.graph_streams < 1:
             raise ValueError(f"graph_streams must be at least 1, got {self.graph_streams}")
         if self.halve_after is not None and self.population < 2:
@@ -573,7 +577,8 @@ def train_step(member: Member, batch: StepBatch, config: TrainConfig, autocast_d
         info_d = information_loss(latent, q_fake, codes, learn_std=config.learn_std)
         loss_d = discriminator_loss(real_logits.float(), fake_logits.float())
         if consistency:
-            loss_d = loss_d + batch.consistency * consistency_loss(latent, q_real, q_jittered[0])
+            kl = consistency_loss(latent, q_real, q_jittered[0], flipped_weight=config.flipped_consistency)
+            loss_d = loss_d + batch.consistency * kl
         if config.real_information:
             loss_d = loss_d + config.real_information * real_information_loss(latent, q_real)
     member.opt_d.zero_grad(set_to_none=True)

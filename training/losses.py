@@ -64,19 +64,28 @@ def information_loss(
     return InformationLoss(categorical=categorical, continuous=continuous)
 
 
-def consistency_loss(latent: LatentSpec, q_real: torch.Tensor, q_jittered: torch.Tensor) -> torch.Tensor:
+def consistency_loss(
+    latent: LatentSpec, q_real: torch.Tensor, q_jittered: torch.Tensor, *, flipped_weight: float = 0.0
+) -> torch.Tensor:
     """KL(p(c | x) || p(c | x')) for Q's categorical heads on real images x and jittered copies x'
     (rotated and shifted a little), summed over categorical codes, with p(c | x) held fixed.
 
     A digit stays the same digit when it leans a little more or sits a pixel aside; a category
     that splits one digit by its slant does not. The continuous head is left alone: slant is
-    what one of its codes should capture."""
+    what one of its codes should capture. With `flipped_weight`, an image whose copy Q reads as
+    another category counts 1 + flipped_weight times: a stronger pull only where two categories
+    meet, leaving the digits Q already reads either way alone."""
     real_logits, _, _ = latent.split_q_output(q_real.float())
     jittered_logits, _, _ = latent.split_q_output(q_jittered.float())
     loss = q_real.new_zeros((), dtype=torch.float32)
     for target, guess in zip(real_logits, jittered_logits, strict=True):
         target_log_p = F.log_softmax(target, dim=1).detach()
-        loss = loss + F.kl_div(F.log_softmax(guess, dim=1), target_log_p, log_target=True, reduction="batchmean")
+        guess_log_p = F.log_softmax(guess, dim=1)
+        if not flipped_weight:  # one sum over the batch, as before the option: the default's runs stay bit for bit
+            loss = loss + F.kl_div(guess_log_p, target_log_p, log_target=True, reduction="batchmean")
+            continue
+        per_image = F.kl_div(guess_log_p, target_log_p, log_target=True, reduction="none").sum(1)
+        loss = loss + (per_image * (1 + flipped_weight * (target.argmax(1) != guess.argmax(1)))).mean()
     return loss
 
 

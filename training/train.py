@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the consistency term trains only Q's head, not D's body",
     )
     add(
+        "--flipped-consistency",
+        type=non_negative_float,
+        default=defaults.flipped_consistency,
+        metavar="WEIGHT",
+        help="the consistency term counts an image 1 + WEIGHT times where the jitter changes Q's category",
+    )
+    add(
         "--jitter-degrees",
         type=non_negative_float,
         default=defaults.jitter_degrees,
