@@ -146,11 +146,11 @@ def test_population_arguments_are_checked_before_training(tmp_path, monkeypatch)
 
 def test_the_default_population_is_chosen_by_device(capsys):
     assert loop.auto_population(torch.device("cuda"), world_size=1) == (16, 2)  # cheap there: 16, halved
-    assert loop.auto_population(torch.device("cpu"), world_size=1) == (3, 2)  # each member costs its time
+    assert loop.auto_population(torch.device("cpu"), world_size=1) == (4, 2)  # each member costs its time
     assert loop.auto_population(torch.device("cuda"), world_size=2) == (1, None)  # torchrun shares one member
     for argv, expected in [
-        ([], (3, 2)),
-        (["--population", "auto", "--halve-after", "3"], (3, 3)),  # a halving given wins
+        ([], (4, 2)),
+        (["--population", "auto", "--halve-after", "3"], (4, 3)),  # a halving given wins
         (["--population", "3"], (3, None)),
     ]:
         assert train_main(["--dry-run", "--device", "cpu", *argv]) == 0

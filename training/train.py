@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=population_size,
         default=AUTO,
         help="members trained side by side, seeds SEED, SEED+1, ...; the best by a label-free criterion is "
-        "exported; auto: 16 halved after epoch 2 on a GPU, 3 halved after epoch 2 on a CPU, 1 under torchrun",
+        "exported; auto: 16 halved after epoch 2 on a GPU, 4 halved after epoch 2 on a CPU, 1 under torchrun",
     )
     add(
         "--halve-after",
