@@ -304,8 +304,9 @@ def test_the_consistency_term_changes_training_deterministically(tmp_path):
     again = weights(train(small_config(tmp_path / "again", steps=4, consistency=1.0)))
     smaller = weights(train(small_config(tmp_path / "smaller", steps=4, jitter_degrees=7.5, jitter_pixels=1.0)))
     nearest = weights(train(small_config(tmp_path / "nearest", steps=4, jitter_resample="nearest")))
+    flipped = weights(train(small_config(tmp_path / "flipped", steps=4, flipped_consistency=4.0)))
     assert_same_weights(first, again)  # jitter draws come from the step's generator, as the codes do
-    for other in (plain, smaller, nearest):  # the term, its jitter's size and its resampling all reach D
+    for other in (plain, smaller, nearest, flipped):  # the term, its jitter, resampling and weighting all reach D
         assert any(not torch.equal(other[k], first[k]) for k in plain if ".d." in f".{k}")
 
 

@@ -143,7 +143,10 @@ class TrainConfig:
                 f"--early-epochs N), got weight {self.early_consistency} for {self.early_epochs} epochs"
             )
         if self.flipped_consistency and not (self.consistency or self.early_consistency):
-            raise ValueError("--flipped-consistency weights the consistency term, which is off (--consistency 0)")
+            raise ValueError(
+                "--flipped-consistency weights the consistency term, which is off (a consistency of 0, as in "
+                "--recipe paper, and no --early-consistency)"
+            )
         if self.graph_streams < 1:
             raise ValueError(f"graph_streams must be at least 1, got {self.graph_streams}")
         if self.halve_after is not None and self.population < 2:

@@ -73,8 +73,8 @@ def consistency_loss(
     A digit stays the same digit when it leans a little more or sits a pixel aside; a category
     that splits one digit by its slant does not. The continuous head is left alone: slant is
     what one of its codes should capture. With `flipped_weight`, an image whose copy Q reads as
-    another category counts 1 + flipped_weight times: a stronger pull only where two categories
-    meet, leaving the digits Q already reads either way alone."""
+    another category of a code counts 1 + flipped_weight times in that code's term: a stronger
+    pull only where two categories meet, leaving the digits Q already reads either way alone."""
     real_logits, _, _ = latent.split_q_output(q_real.float())
     jittered_logits, _, _ = latent.split_q_output(q_jittered.float())
     loss = q_real.new_zeros((), dtype=torch.float32)
