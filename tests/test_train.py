@@ -168,7 +168,8 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--jitter-degrees", "-5"], "--jitter-degrees: must be a finite number >= 0"),
         (["--categorical", "1"], "at least 2 categories"),  # a one-way "code" carries no information
         (["--early-epochs", "3"], "early consistency needs both a weight and a number of epochs"),
-        (["--recipe", "paper", "--flipped-consistency", "2"], "--flipped-consistency weights the consistency term"),
+        (["--recipe", "paper", "--flipped-consistency", "2"], "--flipped-consistency 2.0 weights the consistency"),
+        (["--consistency", "0"], "which is off (a consistency of 0 and no --early-consistency): turn the term on"),
         (["--resume", "--out", "/nonexistent/run"], "is '/nonexistent/run' a run folder?"),
         (["--dataset", "synthetic", "--batch-size", "100000", "--steps", "1"], "exceeds the data set"),
     ],
@@ -190,15 +191,17 @@ def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys)
 
 def test_a_recipe_sets_its_values_and_options_given_win(capsys):
     for argv, expected in [
-        (["--recipe", "paper"], ("paper", 0.0)),
-        (["--recipe", "explorer"], ("explorer", 1.0)),
-        (["--recipe", "explorer", "--consistency", "0.5"], ("explorer", 0.5)),
-        (["--consistency", "0.5", "--recipe", "paper"], ("paper", 0.5)),  # wherever the option stands
+        (["--recipe", "paper"], ("paper", 0.0, 0.0)),
+        (["--recipe", "explorer"], ("explorer", 1.0, 4.0)),
+        (["--recipe", "explorer", "--consistency", "0.5"], ("explorer", 0.5, 4.0)),
+        (["--consistency", "0.5", "--recipe", "paper"], ("paper", 0.5, 0.0)),  # wherever the option stands
+        (["--consistency", "0.5", "--flipped-consistency", "2"], ("explorer", 0.5, 2.0)),
     ]:
         assert main(["--dry-run", *argv]) == 0
         config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
-        assert (config.recipe, config.consistency) == expected
-    assert RECIPES[TrainConfig().recipe]["consistency"] == TrainConfig().consistency  # the default is a recipe
+        assert (config.recipe, config.consistency, config.flipped_consistency) == expected
+    default = TrainConfig()
+    assert RECIPES[default.recipe] == {"consistency": default.consistency, "flipped_consistency": 4.0}
 
 
 def test_a_resumed_run_keeps_its_recipe(tmp_path, capsys):
@@ -209,8 +212,9 @@ def test_a_resumed_run_keeps_its_recipe(tmp_path, capsys):
         main(["--resume", "--dry-run", "--out", str(tmp_path), "--recipe", "explorer"])
     assert exit_.value.code == 2 and "--recipe explorer differs from its paper" in capsys.readouterr().err
     legacy = TrainConfig(out_dir=str(tmp_path)).to_dict()
-    del legacy["recipe"]  # a run folder from before recipes had names
-    assert TrainConfig.from_dict(legacy).recipe == "paper"
+    del legacy["recipe"], legacy["flipped_consistency"]  # a run folder from before recipes had names
+    older = TrainConfig.from_dict(legacy)
+    assert (older.recipe, older.flipped_consistency) == ("paper", 0.0)
 
 
 def test_a_resume_may_change_how_the_model_is_exported_but_no_training_flag(tmp_path, capsys):
@@ -299,14 +303,14 @@ def test_the_generator_step_passes_gradients_through_a_frozen_discriminator_with
 
 
 def test_the_consistency_term_changes_training_deterministically(tmp_path):
-    plain = weights(train(small_config(tmp_path / "plain", steps=4, consistency=0.0)))
+    plain = weights(train(small_config(tmp_path / "plain", steps=4, consistency=0.0, flipped_consistency=0.0)))
     first = weights(train(small_config(tmp_path / "first", steps=4, consistency=1.0)))
     again = weights(train(small_config(tmp_path / "again", steps=4, consistency=1.0)))
     smaller = weights(train(small_config(tmp_path / "smaller", steps=4, jitter_degrees=7.5, jitter_pixels=1.0)))
     nearest = weights(train(small_config(tmp_path / "nearest", steps=4, jitter_resample="nearest")))
-    flipped = weights(train(small_config(tmp_path / "flipped", steps=4, flipped_consistency=4.0)))
+    unweighted = weights(train(small_config(tmp_path / "unweighted", steps=4, flipped_consistency=0.0)))
     assert_same_weights(first, again)  # jitter draws come from the step's generator, as the codes do
-    for other in (plain, smaller, nearest, flipped):  # the term, its jitter, resampling and weighting all reach D
+    for other in (plain, smaller, nearest, unweighted):  # the term, its jitter, resampling and weighting all reach D
         assert any(not torch.equal(other[k], first[k]) for k in plain if ".d." in f".{k}")
 
 
@@ -316,7 +320,7 @@ def test_a_head_only_consistency_term_leaves_ds_body_as_no_term_would(tmp_path):
     runs = {
         name: weights(train(small_config(tmp_path / name, steps=1, **options)))
         for name, options in [
-            ("none", {"consistency": 0.0}),
+            ("none", {"consistency": 0.0, "flipped_consistency": 0.0}),
             ("head", {"consistency": 1.0, "consistency_trains_body": False}),
             ("body", {"consistency": 1.0}),
         ]

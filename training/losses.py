@@ -81,7 +81,7 @@ def consistency_loss(
     for target, guess in zip(real_logits, jittered_logits, strict=True):
         target_log_p = F.log_softmax(target, dim=1).detach()
         guess_log_p = F.log_softmax(guess, dim=1)
-        if not flipped_weight:  # one sum over the batch, as before the option: the default's runs stay bit for bit
+        if not flipped_weight:  # one sum over the batch, as before the option: such runs repeat bit for bit
             loss = loss + F.kl_div(guess_log_p, target_log_p, log_target=True, reduction="batchmean")
             continue
         per_image = F.kl_div(guess_log_p, target_log_p, log_target=True, reduction="none").sum(1)

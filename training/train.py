@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--beta1", type=float, default=defaults.beta1, help="Adam's first-moment decay")
     add("--beta2", type=float, default=defaults.beta2, help="Adam's second-moment decay")
     recipes = "; ".join(
-        f"{name}: " + ", ".join(f"--{k} {v}" for k, v in values.items()) for name, values in RECIPES.items()
+        f"{name}: " + ", ".join(f"{_flag(k)} {v}" for k, v in values.items()) for name, values in RECIPES.items()
     )
     add(
         "--recipe", choices=RECIPES, default=defaults.recipe, help=f"named option values ({recipes}); options given win"
