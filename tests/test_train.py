@@ -169,7 +169,6 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--categorical", "1"], "at least 2 categories"),  # a one-way "code" carries no information
         (["--early-epochs", "3"], "early consistency needs both a weight and a number of epochs"),
         (["--recipe", "paper", "--flipped-consistency", "2"], "--flipped-consistency 2.0 weights the consistency"),
-        (["--consistency", "0"], "which is off (a consistency of 0 and no --early-consistency): turn the term on"),
         (["--resume", "--out", "/nonexistent/run"], "is '/nonexistent/run' a run folder?"),
         (["--dataset", "synthetic", "--batch-size", "100000", "--steps", "1"], "exceeds the data set"),
     ],
@@ -196,6 +195,7 @@ def test_a_recipe_sets_its_values_and_options_given_win(capsys):
         (["--recipe", "explorer", "--consistency", "0.5"], ("explorer", 0.5, 4.0)),
         (["--consistency", "0.5", "--recipe", "paper"], ("paper", 0.5, 0.0)),  # wherever the option stands
         (["--consistency", "0.5", "--flipped-consistency", "2"], ("explorer", 0.5, 2.0)),
+        (["--consistency", "0"], ("explorer", 0.0, 0.0)),  # the flipped weight lapses with the term it weights
     ]:
         assert main(["--dry-run", *argv]) == 0
         config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))

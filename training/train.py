@@ -238,10 +238,16 @@ def population_size(text: str) -> int | str:
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """The arguments, with the chosen recipe's values as the defaults of the options it sets."""
+    """The arguments, with the chosen recipe's values as the defaults of the options it sets. A
+    recipe's weight on flipped images lapses with the consistency term it weights, so that
+    `--consistency 0` alone turns the term off; given with the term off, it is refused."""
     recipe = parser.parse_known_args(argv)[0].recipe
     parser.set_defaults(**RECIPES[recipe])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    if not (args.consistency or args.early_consistency) and not _flag_given("--flipped-consistency", given):
+        args.flipped_consistency = 0.0
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
