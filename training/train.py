@@ -237,20 +237,20 @@ def population_size(text: str) -> int | str:
     return int(text)
 
 
-def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """The arguments, with the chosen recipe's values as the defaults of the options it sets. A
     recipe's weight on flipped images lapses with the consistency term it weights, so that
     `--consistency 0` alone turns the term off; given with the term off, it is refused."""
     recipe = parser.parse_known_args(argv)[0].recipe
     parser.set_defaults(**RECIPES[recipe])
     args = parser.parse_args(argv)
-    given = argv if argv is not None else sys.argv[1:]
-    if not (args.consistency or args.early_consistency) and not _flag_given("--flipped-consistency", given):
+    if not (args.consistency or args.early_consistency) and not _flag_given("--flipped-consistency", argv):
         args.flipped_consistency = 0.0
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv  # parse and the resume check both read which flags were given
     parser = build_parser()
     args = parse(parser, argv)
     try:
@@ -273,25 +273,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: list[str] | None) -> TrainConfig:
+def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: list[str]) -> TrainConfig:
     """A resumed run keeps its stored config; only its length and bookkeeping may change."""
     stored = Path(config.out_dir) / "config.json"
     if not stored.is_file():
         parser.error(f"--resume: {stored} not found; is {config.out_dir!r} a run folder?")
     saved = TrainConfig.from_dict(json.loads(stored.read_text()))
-    given = argv if argv is not None else sys.argv[1:]
     changeable = ("epochs", "steps", "minutes", "log_every", "sample_every", "checkpoint_every", "eval_every")
     changeable += ("device", "compile", "cuda_graphs", "graph_streams", "select", "align_codes", "tensorboard")
     fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch")]
     for name in fields:
         flag = _flag(name)
-        if name not in changeable and _flag_given(flag, given) and getattr(config, name) != getattr(saved, name):
+        if name not in changeable and _flag_given(flag, argv) and getattr(config, name) != getattr(saved, name):
             parser.error(
                 f"--resume keeps the run's stored configuration: {flag} {getattr(config, name)} differs from its "
                 f"{getattr(saved, name)} (only the length, bookkeeping, device, compile, graphs and how the model "
                 "is chosen and exported may change)"
             )
-    updates = {n: getattr(config, n) for n in changeable if _flag_given(_flag(n), given)}
+    updates = {n: getattr(config, n) for n in changeable if _flag_given(_flag(n), argv)}
     return dataclasses.replace(saved, **updates)
 
 
