@@ -182,11 +182,12 @@ async def test_memory_stays_flat_while_a_run_rewrites_its_checkpoint(tmp_path: P
             rewrite(path, seed=rewrite_count + 1, arch=ArchConfig())
             await eventually(lambda: _changed(client, "/generate", {"seed": 0}, before), seconds=60)  # noqa: B023
             sizes.append(_resident_mb())
-    # A model kept per reload would add about 80 MB each time (its networks in float32 and the
-    # served generator): over 400 MB between these windows. What is left is the allocator's give
-    # and take, well under one model either way.
+    # Keeping each reloaded model (tried once by holding on to what `registry._read` returns) grew
+    # these windows' medians apart by 476 MB, about 50 MB a reload. Without a leak what is left is
+    # the allocator's give and take: readings swing by up to 100 MB on a 2-core CI machine, and
+    # the medians once ended 50 MB apart. Three models' worth sits between the two.
     growth = statistics.median(sizes[-6:]) - statistics.median(sizes[3:9])
-    assert growth < 50, f"resident memory grew by {growth:.0f} MB: {[round(size) for size in sizes]}"
+    assert growth < 160, f"resident memory grew by {growth:.0f} MB: {[round(size) for size in sizes]}"
 
 
 def _resident_mb() -> float:
