@@ -244,7 +244,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     recipe = parser.parse_known_args(argv)[0].recipe
     parser.set_defaults(**RECIPES[recipe])
     args = parser.parse_args(argv)
-    if not (args.consistency or args.early_consistency) and not _flag_given("--flipped-consistency", argv):
+    if not (args.consistency or args.early_consistency) and not _flag_given(_flag("flipped_consistency"), argv):
         args.flipped_consistency = 0.0
     return args
 
