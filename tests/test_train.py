@@ -4,6 +4,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,6 +172,8 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--recipe", "paper", "--flipped-consistency", "2"], "--flipped-consistency 2.0 weights the consistency"),
         (["--resume", "--out", "/nonexistent/run"], "is '/nonexistent/run' a run folder?"),
         (["--dataset", "synthetic", "--batch-size", "100000", "--steps", "1"], "exceeds the data set"),
+        (["--lr-decay-epochs", "-1"], "--lr-decay-epochs: must be >= 0, got -1"),
+        (["--dataset", "synthetic", "--steps", "10", "--lr-decay-epochs", "1"], "is longer than the run (10 steps)"),
     ],
 )
 def test_cli_rejects_bad_arguments_with_a_message_and_exit_code_2(args, message, tmp_path):
@@ -243,6 +246,18 @@ def test_tensorboard_without_its_package_is_a_clear_error(tmp_path, monkeypatch,
     with pytest.raises(SystemExit) as exit_:
         main(["--dry-run", "--tensorboard", "--out", str(tmp_path)])
     assert exit_.value.code == 2 and "pip install -e '.[tensorboard]'" in capsys.readouterr().err
+
+
+def test_a_run_folder_copied_elsewhere_resumes_there_and_leaves_the_original_alone(tmp_path):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    train(small_config(original, steps=10))
+    shutil.copytree(original, copy)
+    before = {path.name: path.read_bytes() for path in original.iterdir() if path.is_file()}
+
+    assert main(["--resume", "--out", str(copy), "--steps", "14"]) == 0
+    assert read_metadata(copy / "checkpoint.safetensors")["step"] == 14
+    assert json.loads((copy / "config.json").read_text())["out_dir"] == str(copy)
+    assert {path.name: path.read_bytes() for path in original.iterdir() if path.is_file()} == before
 
 
 def test_a_time_limit_stops_training_and_its_clock_carries_over_a_resume(tmp_path):
@@ -340,3 +355,23 @@ def test_an_early_consistency_weight_holds_for_its_epochs_then_gives_way(tmp_pat
         scheduled = weights(train(small_config(tmp_path / f"scheduled{steps}", steps=steps, **schedule)))
         weight_one = weights(train(small_config(tmp_path / f"constant{steps}", steps=steps, **constant)))
         assert all(torch.equal(scheduled[k], weight_one[k]) for k in scheduled) == same
+
+
+def test_the_learning_rates_fall_linearly_over_the_last_epochs_and_follow_a_changed_schedule_on_resume(tmp_path):
+    assert [loop.learning_rate_scale(step, 8, 4) for step in range(8)] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert loop.learning_rate_scale(7, 8, 0) == 1  # no decay: constant rates
+
+    def final_rates(run: Path) -> tuple[float, float]:
+        (member,) = load_population(run / "checkpoint.safetensors", with_training_state=True)
+        return tuple(member.training.optimizers[name]["param_groups"][0]["lr"] for name in ("g", "d"))
+
+    decayed = small_config(tmp_path / "decayed", steps=8, batch_size=512, lr_decay_epochs=1)  # an epoch is 4 steps
+    train(decayed)
+    assert final_rates(tmp_path / "decayed") == (decayed.lr_g / 4, decayed.lr_d / 4)
+    train(small_config(tmp_path / "constant", steps=8, batch_size=512))
+    runs = ("decayed", "constant")
+    decayed_weights, constant_weights = (weights(tmp_path / run / "checkpoint.safetensors") for run in runs)
+    assert any(not torch.equal(decayed_weights[k], constant_weights[k]) for k in decayed_weights)
+    # resumed longer without the decay, the rates come from the new schedule, not the checkpoint
+    train(dataclasses.replace(decayed, steps=12, lr_decay_epochs=0), resume=True)
+    assert final_rates(tmp_path / "decayed") == (decayed.lr_g, decayed.lr_d)

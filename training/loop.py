@@ -101,6 +101,8 @@ class TrainConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5  # DCGAN's Adam momentum, also the paper's
     beta2: float = 0.999
+    # epochs at the run's end over which both rates fall linearly towards zero (pix2pix's schedule); 0: constant
+    lr_decay_epochs: int = 0
     lambda_cat: float = 1.0  # paper: 1 for discrete codes
     lambda_cont: float = 1.0  # with a fixed std this is half the squared error, already small
     learn_std: bool = False  # fixed unit std, as the authors' code; True: Q also predicts a std
@@ -151,6 +153,8 @@ class TrainConfig:
                 f"--flipped-consistency {self.flipped_consistency} weights the consistency term, which is off (a "
                 "consistency of 0 and no --early-consistency)"
             )
+        if self.lr_decay_epochs < 0:
+            raise ValueError(f"--lr-decay-epochs must be 0 or more, got {self.lr_decay_epochs}")
         if self.graph_streams < 1:
             raise ValueError(f"graph_streams must be at least 1, got {self.graph_streams}")
         if self.halve_after is not None and self.population < 2:
@@ -289,6 +293,12 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {config.batch_size} x {ddp.world_size} processes exceeds the data set")
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    decay_steps = config.lr_decay_epochs * steps_per_epoch
+    if decay_steps > total_steps:
+        raise ValueError(
+            f"--lr-decay-epochs {config.lr_decay_epochs} ({decay_steps} steps) is longer than the run "
+            f"({total_steps} steps)"
+        )
     eval_every = config.eval_every or steps_per_epoch
 
     # Networks, optimisers and the views the step runs them through, one set per member
@@ -347,6 +357,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             if ddp.is_main:
                 progress.write(f"step {step}: halving stops members {dropped} (lowest information)", file=sys.stderr)
         weight = consistency_weight(config, epoch)
+        rate_scale = learning_rate_scale(step, total_steps, decay_steps)
         training = [(k, members[k]) for k in still_training(members)]
         for stream in streams:
             stream.wait_stream(torch.cuda.current_stream(device))
@@ -356,6 +367,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                     orders[k] = epoch_order(len(data), seed=member.seed, epoch=epoch).to(device)
                 real = real_batch(images, orders[k], index, config.batch_size, ddp)
                 batch = step_batch(real, batch_rng(member.seed, ddp.rank, step), weight, config)
+                set_learning_rates(member, config, rate_scale)  # also after a resume, from the schedule
                 member.step(batch, config, autocast_dtype, graphs)
         for stream in streams:
             torch.cuda.current_stream(device).wait_stream(stream)
@@ -550,6 +562,20 @@ def consistency_weight(config: TrainConfig, epoch: int) -> float:
     return config.consistency
 
 
+def learning_rate_scale(step: int, total_steps: int, decay_steps: int) -> float:
+    """What the learning rates are multiplied by in `step` (from 0): 1 until the last `decay_steps`
+    steps, then falling linearly, to 1 / decay_steps in the last step, so that every step still learns."""
+    if decay_steps == 0:
+        return 1.0
+    return min(1.0, (total_steps - step) / decay_steps)
+
+
+def set_learning_rates(member: Member, config: TrainConfig, scale: float) -> None:
+    for optimizer, rate in ((member.opt_g, config.lr_g), (member.opt_d, config.lr_d)):
+        for group in optimizer.param_groups:
+            group["lr"] = rate * scale
+
+
 def step_batch(real: torch.Tensor, draws: torch.Generator, weight: float, config: TrainConfig) -> StepBatch:
     """A step's inputs for a member's batch of real images: codes from `draws`, and jittered
     copies of the images when the consistency term is on (`weight` > 0). G's input is built on
@@ -699,15 +725,18 @@ def use_compile(setting: str) -> bool:
 
 def use_cuda_graphs(config: TrainConfig, device: torch.device, ddp: Distributed) -> bool:
     """Whether each member's step is captured as a CUDA graph: `auto` wherever it can be, that is
-    on a CUDA device, in one process (DDP's gradient hooks are not captured) and without
-    torch.compile (which would capture its own)."""
+    on a CUDA device, in one process (DDP's gradient hooks are not captured), without
+    torch.compile (which would capture its own) and with constant learning rates (a graph keeps the
+    rate it was captured with)."""
     if config.cuda_graphs not in GRAPH_SETTINGS:
         raise ValueError(f"cuda_graphs must be one of {', '.join(GRAPH_SETTINGS)}; got {config.cuda_graphs!r}")
     possible = device.type == "cuda" and ddp.world_size == 1 and not use_compile(config.compile)
+    possible = possible and not config.lr_decay_epochs
     if config.cuda_graphs == "on" and not possible:
         raise ValueError(
-            f"CUDA graphs (--cuda-graphs on) need a CUDA device, one process and --compile off; this run has "
-            f"device {device}, {ddp.world_size} process(es) and --compile {config.compile}"
+            f"CUDA graphs (--cuda-graphs on) need a CUDA device, one process, --compile off and no --lr-decay-epochs; "
+            f"this run has device {device}, {ddp.world_size} process(es), --compile {config.compile} and "
+            f"--lr-decay-epochs {config.lr_decay_epochs}"
         )
     return config.cuda_graphs != "off" and possible
 

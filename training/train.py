@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr-d", type=positive_float, default=defaults.lr_d, help="Adam learning rate of D and Q")
     add("--beta1", type=float, default=defaults.beta1, help="Adam's first-moment decay")
     add("--beta2", type=float, default=defaults.beta2, help="Adam's second-moment decay")
+    add(
+        "--lr-decay-epochs",
+        type=non_negative_int,
+        default=defaults.lr_decay_epochs,
+        help="both rates fall linearly towards zero over the run's last this many epochs (0: constant)",
+    )
     recipes = "; ".join(
         f"{name}: " + ", ".join(f"{_flag(k)} {v}" for k, v in values.items()) for name, values in RECIPES.items()
     )
@@ -274,12 +280,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: list[str]) -> TrainConfig:
-    """A resumed run keeps its stored config; only its length and bookkeeping may change."""
+    """A resumed run keeps its stored config; only its length (and the decay at its end) and
+    bookkeeping may change."""
     stored = Path(config.out_dir) / "config.json"
     if not stored.is_file():
         parser.error(f"--resume: {stored} not found; is {config.out_dir!r} a run folder?")
     saved = TrainConfig.from_dict(json.loads(stored.read_text()))
-    changeable = ("epochs", "steps", "minutes", "log_every", "sample_every", "checkpoint_every", "eval_every")
+    changeable = (
+        "epochs",
+        "steps",
+        "lr_decay_epochs",
+        "minutes",
+        "log_every",
+        "sample_every",
+        "checkpoint_every",
+        "eval_every",
+    )
     changeable += ("device", "compile", "cuda_graphs", "graph_streams", "select", "align_codes", "tensorboard")
     fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch")]
     for name in fields:
@@ -287,11 +303,13 @@ def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: 
         if name not in changeable and _flag_given(flag, argv) and getattr(config, name) != getattr(saved, name):
             parser.error(
                 f"--resume keeps the run's stored configuration: {flag} {getattr(config, name)} differs from its "
-                f"{getattr(saved, name)} (only the length, bookkeeping, device, compile, graphs and how the model "
-                "is chosen and exported may change)"
+                f"{getattr(saved, name)} (only the length and its decay, bookkeeping, device, compile, graphs and how "
+                "the model is chosen and exported may change)"
             )
     updates = {n: getattr(config, n) for n in changeable if _flag_given(_flag(n), argv)}
-    return dataclasses.replace(saved, **updates)
+    # the folder resumed is the one named, wherever the run was started: a copied or moved run folder
+    # must not write into the place it came from
+    return dataclasses.replace(saved, out_dir=config.out_dir, **updates)
 
 
 # The flags not named after the config field they set
