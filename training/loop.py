@@ -154,7 +154,7 @@ class TrainConfig:
                 "consistency of 0 and no --early-consistency)"
             )
         if self.lr_decay_epochs < 0:
-            raise ValueError(f"--lr-decay-epochs must be 0 or more, got {self.lr_decay_epochs}")
+            raise ValueError(f"--lr-decay-epochs must be >= 0, got {self.lr_decay_epochs}")
         if self.graph_streams < 1:
             raise ValueError(f"graph_streams must be at least 1, got {self.graph_streams}")
         if self.halve_after is not None and self.population < 2:

@@ -68,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--beta2", type=float, default=defaults.beta2, help="Adam's second-moment decay")
     add(
         "--lr-decay-epochs",
+        metavar="N",
         type=non_negative_int,
         default=defaults.lr_decay_epochs,
-        help="both rates fall linearly towards zero over the run's last this many epochs (0: constant)",
+        help="both learning rates fall linearly over the last N epochs of the run (0: constant rates)",
     )
     recipes = "; ".join(
         f"{name}: " + ", ".join(f"{_flag(k)} {v}" for k, v in values.items()) for name, values in RECIPES.items()
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cuda-graphs",
         choices=GRAPH_SETTINGS,
         default=defaults.cuda_graphs,
-        help="replay each member's step as a CUDA graph; auto: on a CUDA device in one process without --compile",
+        help="replay each member's step as a CUDA graph; auto: on a CUDA device in one process without --compile or "
+        "--lr-decay-epochs",
     )
     add(
         "--graph-streams",
