@@ -376,3 +376,17 @@ def test_the_learning_rates_fall_linearly_over_the_last_epochs_and_a_resume_may_
     # resumed longer without the decay, the rates come from the new schedule, not the checkpoint
     train(dataclasses.replace(decayed, steps=12, lr_decay_epochs=0), resume=True)
     assert final_rates(tmp_path / "decayed") == (decayed.lr_g, decayed.lr_d)
+
+
+def test_q_heads_own_rate_trains_the_head_at_that_rate_and_decays_with_the_others(tmp_path):
+    base = small_config(tmp_path / "base", steps=8, batch_size=512, lr_decay_epochs=1)  # an epoch is 4 steps
+    runs = {
+        name: weights(train(dataclasses.replace(base, out_dir=str(tmp_path / name), lr_q=rate)))
+        for name, rate in [("base", None), ("same", base.lr_d), ("faster", 5 * base.lr_d)]
+    }
+    assert_same_weights(runs["base"], runs["same"])  # Q's head apart at D's rate is the one-group run
+    head = [k for k in runs["base"] if ".q_head." in k and "running_" not in k and "num_batches" not in k]
+    assert head and any(not torch.equal(runs["base"][k], runs["faster"][k]) for k in head)
+    (member,) = load_population(tmp_path / "faster" / "checkpoint.safetensors", with_training_state=True)
+    d_rates = [group["lr"] for group in member.training.optimizers["d"]["param_groups"]]
+    assert d_rates == [base.lr_d / 4, 5 * base.lr_d / 4]  # the last step's: a quarter of each

@@ -99,6 +99,7 @@ class TrainConfig:
     batch_size: int = 128  # per process
     lr_g: float = 1e-3  # the paper's rates: G learns faster than D
     lr_d: float = 2e-4
+    lr_q: float | None = None  # Q head's own rate; None: D's, as in the paper, where Q is a part of D
     beta1: float = 0.5  # DCGAN's Adam momentum, also the paper's
     beta2: float = 0.999
     # epochs at the run's end over which both rates fall linearly towards zero (pix2pix's schedule); 0: constant
@@ -539,7 +540,7 @@ def build_member(config: TrainConfig, seed: int, device: torch.device, ddp: Dist
     if use_cuda_graphs(config, device, ddp):
         adam = partial(adam, capturable=True)  # its step count stays on the device, where a graph can count
     opt_g = adam(generator.parameters(), config.lr_g)
-    opt_d = adam(discriminator.parameters(), config.lr_d)
+    opt_d = adam(discriminator_groups(discriminator, config), config.lr_d)
 
     maybe_compile = torch.compile if use_compile(config.compile) else lambda module: module
     # G's step runs D with D's weights frozen: their gradients would be thrown away, so skipping
@@ -570,9 +571,20 @@ def learning_rate_scale(step: int, total_steps: int, decay_steps: int) -> float:
     return min(1.0, (total_steps - step) / decay_steps)
 
 
+def discriminator_groups(discriminator: Discriminator, config: TrainConfig) -> list[dict[str, Any]]:
+    """D's parameters as Adam's groups: one at D's rate, or with `lr_q` set a second for Q's head at its
+    own. One group when unset keeps the optimiser's state as in checkpoints from before the option."""
+    if config.lr_q is None:
+        return [{"params": list(discriminator.parameters()), "lr": config.lr_d}]
+    head = {id(p) for p in discriminator.q_head.parameters()}
+    rest = [p for p in discriminator.parameters() if id(p) not in head]
+    return [{"params": rest, "lr": config.lr_d}, {"params": list(discriminator.q_head.parameters()), "lr": config.lr_q}]
+
+
 def set_learning_rates(member: Member, config: TrainConfig, scale: float) -> None:
-    for optimizer, rate in ((member.opt_g, config.lr_g), (member.opt_d, config.lr_d)):
-        for group in optimizer.param_groups:
+    d_rates = [config.lr_d] if config.lr_q is None else [config.lr_d, config.lr_q]
+    for optimizer, rates in ((member.opt_g, [config.lr_g]), (member.opt_d, d_rates)):
+        for group, rate in zip(optimizer.param_groups, rates, strict=True):
             group["lr"] = rate * scale
 
 

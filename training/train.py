@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--steps", type=positive_int, default=None, help="total steps; overrides --epochs")
     add("--batch-size", type=positive_int, default=defaults.batch_size, help="images per step, per process")
     add("--lr-g", type=positive_float, default=defaults.lr_g, help="Adam learning rate of G")
-    add("--lr-d", type=positive_float, default=defaults.lr_d, help="Adam learning rate of D and Q")
+    add("--lr-d", type=positive_float, default=defaults.lr_d, help="Adam learning rate of D (and of Q's head)")
+    add("--lr-q", type=positive_float, default=None, help="Adam learning rate of Q's head, if not D's")
     add("--beta1", type=float, default=defaults.beta1, help="Adam's first-moment decay")
     add("--beta2", type=float, default=defaults.beta2, help="Adam's second-moment decay")
     add(
