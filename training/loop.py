@@ -571,19 +571,24 @@ def learning_rate_scale(step: int, total_steps: int, decay_steps: int) -> float:
     return min(1.0, (total_steps - step) / decay_steps)
 
 
+def discriminator_rates(config: TrainConfig) -> list[float]:
+    """The base rate of each of D's optimiser groups: D's, then Q's head's where `lr_q` sets one."""
+    return [config.lr_d] if config.lr_q is None else [config.lr_d, config.lr_q]
+
+
 def discriminator_groups(discriminator: Discriminator, config: TrainConfig) -> list[dict[str, Any]]:
-    """D's parameters as Adam's groups: one at D's rate, or with `lr_q` set a second for Q's head at its
-    own. One group when unset keeps the optimiser's state as in checkpoints from before the option."""
+    """D's parameters as Adam's groups, at `discriminator_rates`: Q's head apart only with `lr_q` set,
+    so that without it the optimiser's state stays as in checkpoints from before the option."""
     if config.lr_q is None:
-        return [{"params": list(discriminator.parameters()), "lr": config.lr_d}]
-    head = {id(p) for p in discriminator.q_head.parameters()}
-    rest = [p for p in discriminator.parameters() if id(p) not in head]
-    return [{"params": rest, "lr": config.lr_d}, {"params": list(discriminator.q_head.parameters()), "lr": config.lr_q}]
+        params = [list(discriminator.parameters())]
+    else:
+        head = list(discriminator.q_head.parameters())
+        params = [[p for p in discriminator.parameters() if all(p is not h for h in head)], head]
+    return [{"params": group, "lr": rate} for group, rate in zip(params, discriminator_rates(config), strict=True)]
 
 
 def set_learning_rates(member: Member, config: TrainConfig, scale: float) -> None:
-    d_rates = [config.lr_d] if config.lr_q is None else [config.lr_d, config.lr_q]
-    for optimizer, rates in ((member.opt_g, [config.lr_g]), (member.opt_d, d_rates)):
+    for optimizer, rates in ((member.opt_g, [config.lr_g]), (member.opt_d, discriminator_rates(config))):
         for group, rate in zip(optimizer.param_groups, rates, strict=True):
             group["lr"] = rate * scale
 
