@@ -249,7 +249,9 @@ class RunInfo(BaseModel):
     total_steps: int | None
     train_seconds: float | None = Field(description="the training clock, evaluation and saving left out")
     images_per_s: float | None
-    losses: dict[str, float] = Field(description="latest loss_d, loss_g, info_cat, info_cont (member 0's)")
+    losses: dict[str, float] = Field(
+        description="latest loss_d, loss_g, info_cat, info_cont (in a population: the first member still training)"
+    )
     categorical_accuracy: float | None
     chosen_member: int | None = Field(description="of a finished run: the member it exported")
     members: list[MemberInfo] = Field(description="of a population: each member's latest figures")

@@ -2,8 +2,8 @@
 
 The metadata is the JSON object in a checkpoint's safetensors header. Training writes it, the
 evaluator adds metrics and category labels to it, export keeps it, and the service reads it:
-this typed contract is what all four agree on. `format`, `latent`, `arch` and `optimizers` are
-the file format's own (models/checkpoint.py); every other key is listed here.
+this typed contract is what all four agree on. `format`, `latent`, `arch`, `optimizers` and a
+population's `members` are the file format's own (models/checkpoint.py); every other key is listed here.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class CheckpointMeta(TypedDict, total=False):
     metrics: dict[str, Any]  # training.evaluate's figures: categorical_accuracy, continuous, fid, ...
     category_labels: list[str]  # category -> the digit it learned, UNMATCHED for none
     chosen_member: int  # of a finished population: the member the label-free criterion picked
+    dropped_at: int  # of a population member halving stopped: the step of its weights (--halve-after)
     code_rotation: list[list[float]]  # served continuous codes u were turned: training's codes are R u (training.align)
 
 

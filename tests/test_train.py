@@ -165,6 +165,8 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--precision", "fp8"], "--precision: invalid choice"),
         (["--device", "gpu"], "--device: not a device: 'gpu'"),
         (["--lr-g", "nan"], "--lr-g: must be a positive number"),
+        (["--beta1", "1"], "--beta1: must be a number in [0, 1), got 1"),
+        (["--seed", "-1"], "--seed: must be an integer in 0..2147483647, got -1"),
         (["--lambda-cont", "-1"], "--lambda-cont: must be a finite number >= 0"),
         (["--jitter-degrees", "-5"], "--jitter-degrees: must be a finite number >= 0"),
         (["--categorical", "1"], "at least 2 categories"),  # a one-way "code" carries no information

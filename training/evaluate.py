@@ -20,7 +20,7 @@ from models.metadata import category_labels
 from models.networks import evaluating
 from training.classifier import DEFAULT_PATH, ClassifierError, MnistClassifier, load_classifier
 from training.data import DATASETS, DataError, ImageDataset, load_dataset
-from training.options import DefaultsHelpFormatter, device_name, resolve_device
+from training.options import DefaultsHelpFormatter, device_name, resolve_device, seed_value
 
 SWEEP_VALUES = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)  # the paper's traversal range
 # The unit of a code's swing: each attribute's standard deviation over the 10,000 MNIST test
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", choices=DATASETS, help="test set (default: the checkpoint's, else mnist)")
     parser.add_argument("--no-write", action="store_true", help="print the metrics, leave the file untouched")
     parser.add_argument("--fid-samples", type=int, default=10_000, help="generated images for FID (at least 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the FID samples")
+    parser.add_argument("--seed", type=seed_value, default=0, help="seed of the FID samples")
     parser.add_argument("--classifier", type=Path, default=DEFAULT_PATH, help="weights of the metrics' classifier")
     parser.add_argument(
         "--device", type=device_name, default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, ..."

@@ -45,6 +45,22 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def below_one(text: str) -> float:
+    """An Adam beta: a decay rate in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """A seed the service can also be asked for: 0..2**31-1 (torch refuses seeds past 64 bits)."""
+    value = int(text)
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{2**31 - 1}, got {text}")
+    return value
+
+
 def device_name(text: str) -> str:
     """A device torch can name, or auto; whether it is present is checked by resolve_device."""
     if text != "auto":

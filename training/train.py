@@ -32,12 +32,14 @@ from training.loop import (
 )
 from training.options import (
     DefaultsHelpFormatter,
+    below_one,
     device_name,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     resolve_device,
+    seed_value,
 )
 from training.select import CRITERIA
 
@@ -65,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lr-g", type=positive_float, default=defaults.lr_g, help="Adam learning rate of G")
     add("--lr-d", type=positive_float, default=defaults.lr_d, help="Adam learning rate of D (and of Q's head)")
     add("--lr-q", type=positive_float, default=None, help="Adam learning rate of Q's head, if not D's")
-    add("--beta1", type=float, default=defaults.beta1, help="Adam's first-moment decay")
-    add("--beta2", type=float, default=defaults.beta2, help="Adam's second-moment decay")
+    add("--beta1", type=below_one, default=defaults.beta1, help="Adam's first-moment decay")
+    add("--beta2", type=below_one, default=defaults.beta2, help="Adam's second-moment decay")
     add(
         "--lr-decay-epochs",
         metavar="N",
@@ -138,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--info-head-only", dest="info_trains_body", action="store_false", help="L_I trains only Q's head, not D's body"
     )
-    add("--seed", type=int, default=defaults.seed, help="initial weights, data order and every random draw")
+    add("--seed", type=seed_value, default=defaults.seed, help="initial weights, data order and every random draw")
     add(
         "--population",
         type=population_size,
