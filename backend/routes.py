@@ -18,7 +18,6 @@ from backend.registry import Model
 from backend.render import MEDIA_TYPES, Picture, etag, render
 from backend.runs import describe_run, find_runs, latest_sample, records_after
 from backend.schemas import (
-    MAX_SEED,
     CheckpointInfo,
     EncodeResponse,
     GenerateRequest,
@@ -29,6 +28,7 @@ from backend.schemas import (
     RunInfo,
 )
 from backend.service import Service
+from models.latent import MAX_SEED
 from models.render import GRID_PAD
 
 # The bytes are a pure function of the request and the checkpoint file (whose sha256 is in the

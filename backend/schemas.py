@@ -11,8 +11,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.latent import MAX_SEED
+
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-MAX_SEED = 2**31 - 1  # what a JavaScript number holds exactly, and torch accepts
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 CHECKPOINT_FIELD = Field(None, max_length=200, description="a name from /api/checkpoints; default: the first")
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 Prior = Literal["uniform", "normal"]
+MAX_SEED = 2**31 - 1  # the largest seed of noise or training: what a JavaScript number holds exactly, and torch accepts
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import argparse
 
 import torch
 
+from models.latent import MAX_SEED
+
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's help shows its default, except where there is none to show: no default
@@ -54,10 +56,10 @@ def below_one(text: str) -> float:
 
 
 def seed_value(text: str) -> int:
-    """A seed the service can also be asked for: 0..2**31-1 (torch refuses seeds past 64 bits)."""
+    """A seed in the service's range too (torch refuses seeds past 64 bits)."""
     value = int(text)
-    if not 0 <= value < 2**31:
-        raise argparse.ArgumentTypeError(f"must be an integer in 0..{2**31 - 1}, got {text}")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_SEED}, got {text}")
     return value
 
 
