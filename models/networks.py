@@ -30,12 +30,15 @@ class ArchConfig:
     g_conv: int = 128  # channels of the 7x7 feature map; the up-conv halves it
     d_conv: int = 64  # discriminator's first conv; the second doubles it
     d_fc: int = 1024  # discriminator's fully connected layer, the shared body's output
-    q_fc: int = 128  # Q head's hidden layer
+    q_fc: int = 128  # Q head's hidden layers
+    q_layers: int = 1  # hidden layers in the Q head; the paper has one, 0 makes Q linear in D's features
     leaky_slope: float = 0.1  # the paper's leaky ReLU slope
 
     def __post_init__(self) -> None:
         if self.image_size % 4:
             raise ValueError(f"image_size must be divisible by 4, got {self.image_size}")
+        if self.q_layers < 0:
+            raise ValueError(f"q_layers must be >= 0, got {self.q_layers}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,12 +108,11 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(slope),
         )
         self.d_head = nn.Linear(arch.d_fc, 1)
-        self.q_head = nn.Sequential(
-            nn.Linear(arch.d_fc, arch.q_fc, bias=False),
-            nn.BatchNorm1d(arch.q_fc),
-            nn.LeakyReLU(slope),
-            nn.Linear(arch.q_fc, q_output_dim),
-        )
+        hidden, width = [], arch.d_fc
+        for _ in range(arch.q_layers):
+            hidden += [nn.Linear(width, arch.q_fc, bias=False), nn.BatchNorm1d(arch.q_fc), nn.LeakyReLU(slope)]
+            width = arch.q_fc
+        self.q_head = nn.Sequential(*hidden, nn.Linear(width, q_output_dim))
 
     def forward(
         self, images: torch.Tensor, *, detach_q: bool = False, detach_last_q: bool = False, groups: int = 1

@@ -92,6 +92,19 @@ def test_round_trip_keeps_latent_spec_arch_and_metadata(saved: tuple[Checkpoint,
     assert loaded.meta == META
 
 
+def test_a_checkpoint_saved_before_q_layers_existed_loads_with_the_papers_one_layer(
+    saved: tuple[Checkpoint, Path],
+) -> None:
+    original, path = saved
+    resave(path, meta=lambda meta: {**meta, "arch": {k: v for k, v in meta["arch"].items() if k != "q_layers"}})
+
+    loaded = load_checkpoint(path)
+
+    assert loaded.arch.q_layers == 1
+    with torch.no_grad():
+        assert torch.equal(loaded.discriminator.encode(images()), original.discriminator.encode(images()))
+
+
 def test_loaded_networks_are_in_eval_mode(saved: tuple[Checkpoint, Path]) -> None:
     _, path = saved
 
@@ -313,6 +326,11 @@ def arch_with_other_widths(path: Path) -> Path:
     return path
 
 
+def arch_with_a_deeper_q_head(path: Path) -> Path:
+    resave(path, meta=lambda meta: {**meta, "arch": {**meta["arch"], "q_layers": 2}})
+    return path
+
+
 def arch_torch_cannot_build(path: Path) -> Path:
     resave(path, meta=lambda meta: {**meta, "arch": {**meta["arch"], "g_fc": -3}})
     return path
@@ -347,6 +365,7 @@ NETWORK_PROBLEMS = [
     # Metadata claims g_fc=48, the weights were saved with g_fc=32.
     pytest.param(arch_with_other_widths, "the architecture in the metadata needs", id="weights-shape-mismatch"),
     pytest.param(weight_tensor_missing, "weights do not match the architecture", id="weight-tensor-missing"),
+    pytest.param(arch_with_a_deeper_q_head, "weights do not match the architecture", id="q-layers-mismatch"),
     pytest.param(arch_torch_cannot_build, "invalid latent spec or architecture", id="negative-width"),
     pytest.param(latent_spec_missing, "invalid latent spec or architecture", id="latent-spec-missing"),
 ]

@@ -1,7 +1,10 @@
 """Specification of models.networks: shapes, output range, the Q head and its gradient path."""
 
+from dataclasses import replace
+
 import pytest
 import torch
+from torch import nn
 
 from models.latent import LatentSpec
 from models.networks import ArchConfig, Discriminator, Generator
@@ -15,6 +18,8 @@ ARCHS = [
     pytest.param(ArchConfig(), id="paper-default"),
     pytest.param(TINY, id="tiny"),
     pytest.param(TINY_RGB, id="tiny-rgb-12px"),
+    pytest.param(replace(TINY, q_layers=2), id="tiny-deeper-q"),
+    pytest.param(replace(TINY, q_layers=0), id="tiny-linear-q"),
 ]
 
 
@@ -133,6 +138,21 @@ def test_a_grouped_pass_equals_separate_passes_batch_norm_statistics_included() 
 def test_image_size_not_divisible_by_four_is_rejected(image_size: int) -> None:
     with pytest.raises(ValueError, match=f"image_size must be divisible by 4, got {image_size}"):
         ArchConfig(image_size=image_size)
+
+
+@pytest.mark.parametrize("q_layers", [0, 1, 3])
+def test_the_q_head_has_q_layers_hidden_layers_before_its_output_layer(q_layers: int) -> None:
+    _, discriminator = networks(replace(TINY, q_layers=q_layers))
+
+    linears = [layer for layer in discriminator.q_head if isinstance(layer, nn.Linear)]
+
+    assert [layer.in_features for layer in linears] == [TINY.d_fc] + [TINY.q_fc] * q_layers
+    assert linears[-1].out_features == SPEC.q_output_dim
+
+
+def test_a_negative_number_of_q_layers_is_rejected() -> None:
+    with pytest.raises(ValueError, match="q_layers must be >= 0, got -1"):
+        ArchConfig(q_layers=-1)
 
 
 def test_arch_config_round_trips_through_dict() -> None:

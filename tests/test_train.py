@@ -175,6 +175,7 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--resume", "--out", "/nonexistent/run"], "is '/nonexistent/run' a run folder?"),
         (["--dataset", "synthetic", "--batch-size", "100000", "--steps", "1"], "exceeds the data set"),
         (["--lr-decay-epochs", "-1"], "--lr-decay-epochs: must be >= 0, got -1"),
+        (["--q-layers", "-1"], "--q-layers: must be >= 0, got -1"),
         (["--dataset", "synthetic", "--steps", "10", "--lr-decay-epochs", "1"], "is longer than the run (10 steps)"),
     ],
 )
@@ -186,10 +187,12 @@ def test_cli_rejects_bad_arguments_with_a_message_and_exit_code_2(args, message,
 
 
 def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys):
-    argv = ["--dataset", "synthetic", "--epochs", "3", "--jitter-pixels", "1", "--out", str(tmp_path / "run")]
+    flags = ["--dataset", "synthetic", "--epochs", "3", "--jitter-pixels", "1", "--q-layers", "2"]
+    argv = [*flags, "--out", str(tmp_path / "run")]
     assert main(["--dry-run", *argv]) == 0
     config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
     assert (config.dataset, config.epochs, config.jitter_pixels, config.latent) == ("synthetic", 3, 1.0, LatentSpec())
+    assert config.arch.q_layers == 2
     assert not (tmp_path / "run").exists()
 
 

@@ -49,7 +49,7 @@ ARCH_WIDTHS = {  # ArchConfig's widths and what they are the width of
     "g_conv": "generator's 7x7 feature map (the up-convolution halves it)",
     "d_conv": "discriminator's first convolution (the second doubles it)",
     "d_fc": "discriminator's fully connected layer",
-    "q_fc": "Q head's hidden layer",
+    "q_fc": "Q head's hidden layers",
 }
 
 
@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ARCH_WIDTHS:
         flag, width = f"--{name.replace('_', '-')}", getattr(defaults.arch, name)
         add(flag, type=positive_int, default=width, help=f"width of the {ARCH_WIDTHS[name]}")
+    add("--q-layers", type=non_negative_int, default=defaults.arch.q_layers, help="hidden layers in Q's head")
     add("--log-every", type=positive_int, default=defaults.log_every, help="steps between loss records")
     add("--sample-every", type=positive_int, default=defaults.sample_every, help="steps between sample grids")
     add("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every, help="steps between checkpoints")
@@ -223,7 +224,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         CategoricalCode(n, names.get(n) if len(args.categorical) == 1 else None) for n in args.categorical
     )
     continuous = tuple(ContinuousCode(prior=args.continuous_prior, name=f"c{i + 1}") for i in range(args.continuous))
-    arch = ArchConfig(**{n: getattr(args, n) for n in ARCH_WIDTHS})  # both data sets are 1x28x28
+    arch = ArchConfig(**{n: getattr(args, n) for n in ARCH_WIDTHS}, q_layers=args.q_layers)  # data: 1x28x28
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"latent", "arch"}
     values = {name: getattr(args, name) for name in fields}
     if args.population == AUTO:
