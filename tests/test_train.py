@@ -234,6 +234,24 @@ def test_a_resume_may_change_how_the_model_is_exported_but_no_training_flag(tmp_
     assert exit_.value.code == 2 and "--consistency-head-only False differs from its True" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--q-layers", "2"], "--q-layers 2 differs from its 1"),
+        (["--d-fc", "512"], "--d-fc 512 differs from its 1024"),
+        (["--noise-dim", "16"], "--noise-dim give other codes or noise than its own"),
+        (["--categorical", "10", "--continuous", "3"], "--categorical --continuous give other codes or noise"),
+    ],
+)
+def test_a_resume_refuses_another_architecture_or_other_codes(tmp_path, capsys, flags, message):
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig(out_dir=str(tmp_path)).to_dict()))
+    assert main(["--resume", "--dry-run", "--out", str(tmp_path), "--q-layers", "1", "--categorical", "10"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--resume", "--dry-run", "--out", str(tmp_path), *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_tensorboard_gets_the_figures_and_the_sample_grids(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -43,6 +43,7 @@ from training.options import (
 )
 from training.select import CRITERIA
 
+LATENT_FLAGS = ("--noise-dim", "--noise-prior", "--categorical", "--continuous", "--continuous-prior")
 AUTO = "auto"  # --population auto: chosen by device (training.loop.auto_population)
 ARCH_WIDTHS = {  # ArchConfig's widths and what they are the width of
     "g_fc": "generator's first fully connected layer",
@@ -303,15 +304,24 @@ def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: 
         "eval_every",
     )
     changeable += ("device", "compile", "cuda_graphs", "graph_streams", "select", "align_codes", "tensorboard")
-    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch")]
-    for name in fields:
-        flag = _flag(name)
-        if name not in changeable and _flag_given(flag, argv) and getattr(config, name) != getattr(saved, name):
-            parser.error(
-                f"--resume keeps the run's stored configuration: {flag} {getattr(config, name)} differs from its "
-                f"{getattr(saved, name)} (only the length and its decay, bookkeeping, device, compile, graphs and how "
-                "the model is chosen and exported may change)"
-            )
+    fields = [
+        f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch", *changeable)
+    ]
+    kept = [(name, getattr(config, name), getattr(saved, name)) for name in fields]
+    kept += [(name, getattr(config.arch, name), getattr(saved.arch, name)) for name in (*ARCH_WIDTHS, "q_layers")]
+    differences = [
+        f"{_flag(name)} {value} differs from its {ours}"
+        for name, value, ours in kept
+        if value != ours and _flag_given(_flag(name), argv)
+    ]
+    latent_flags = [flag for flag in LATENT_FLAGS if _flag_given(flag, argv)]
+    if latent_flags and config.latent != saved.latent:  # the codes are built from several flags together
+        differences.append(f"{' '.join(latent_flags)} give other codes or noise than its own")
+    if differences:
+        parser.error(
+            f"--resume keeps the run's stored configuration: {'; '.join(differences)} (only the length and its decay, "
+            "bookkeeping, device, compile, graphs and how the model is chosen and exported may change)"
+        )
     updates = {n: getattr(config, n) for n in changeable if _flag_given(_flag(n), argv)}
     # the folder resumed is the one named, wherever the run was started: a copied or moved run folder
     # must not write into the place it came from
