@@ -43,7 +43,7 @@ from training.options import (
 )
 from training.select import CRITERIA
 
-LATENT_FLAGS = ("--noise-dim", "--noise-prior", "--categorical", "--continuous", "--continuous-prior")
+LATENT_FLAGS = ("--noise-dim", "--noise-prior", "--categorical", "--continuous", "--continuous-prior")  # build codes
 AUTO = "auto"  # --population auto: chosen by device (training.loop.auto_population)
 ARCH_WIDTHS = {  # ArchConfig's widths and what they are the width of
     "g_fc": "generator's first fully connected layer",
@@ -52,6 +52,7 @@ ARCH_WIDTHS = {  # ArchConfig's widths and what they are the width of
     "d_fc": "discriminator's fully connected layer",
     "q_fc": "Q head's hidden layers",
 }
+ARCH_FIELDS = (*ARCH_WIDTHS, "q_layers")  # the ArchConfig fields a flag sets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +226,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         CategoricalCode(n, names.get(n) if len(args.categorical) == 1 else None) for n in args.categorical
     )
     continuous = tuple(ContinuousCode(prior=args.continuous_prior, name=f"c{i + 1}") for i in range(args.continuous))
-    arch = ArchConfig(**{n: getattr(args, n) for n in ARCH_WIDTHS}, q_layers=args.q_layers)  # data: 1x28x28
+    arch = ArchConfig(**{n: getattr(args, n) for n in ARCH_FIELDS})  # both data sets are 1x28x28
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"latent", "arch"}
     values = {name: getattr(args, name) for name in fields}
     if args.population == AUTO:
@@ -308,7 +309,7 @@ def _resumed_config(parser: argparse.ArgumentParser, config: TrainConfig, argv: 
         f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("out_dir", "latent", "arch", *changeable)
     ]
     kept = [(name, getattr(config, name), getattr(saved, name)) for name in fields]
-    kept += [(name, getattr(config.arch, name), getattr(saved.arch, name)) for name in (*ARCH_WIDTHS, "q_layers")]
+    kept += [(name, getattr(config.arch, name), getattr(saved.arch, name)) for name in ARCH_FIELDS]
     differences = [
         f"{_flag(name)} {value} differs from its {ours}"
         for name, value, ours in kept
