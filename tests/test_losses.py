@@ -1,11 +1,13 @@
 """The InfoGAN losses against values computed by hand."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from models.latent import CategoricalCode, ContinuousCode, LatentBatch, LatentSpec
+from training.evaluate import slant
 from training.loop import TrainConfig
 from training.losses import (
     LOG_STD_LIMIT,
@@ -109,6 +111,32 @@ def test_jitter_moves_ink_a_little_and_keeps_the_background() -> None:
     assert not torch.allclose(moved, images, atol=0.1)  # but the bar moved
     again = jitter(images, torch.Generator().manual_seed(0), TrainConfig())
     assert torch.equal(moved, again)  # a function of the generator's state: resumes stay exact
+
+
+def test_a_shear_slants_an_upright_stroke_either_way_up_to_its_size() -> None:
+    images = a_bar()
+    images[:, :, 6:22] = images[:, :, 10:11]  # a taller bar, so a slant shows
+    sheared = jitter(
+        images, torch.Generator().manual_seed(0), TrainConfig(jitter_degrees=0.0, jitter_pixels=0.0, jitter_shear=0.5)
+    )
+    slants = slant(sheared)  # pixels per pixel of height, the shear's own unit
+    assert slant(images).abs().max() < 1e-6
+    assert slants.min() < -0.1 and slants.max() > 0.1  # leaning either way
+    assert slants.abs().max() <= 0.5 + 0.02  # never past the size asked for
+    ink_per_row = ((sheared + 1) / 2).sum(-1)[:, 0, 8:20]  # (B, rows): a shear moves each row sideways
+    assert torch.allclose(ink_per_row, torch.full_like(ink_per_row, 4.0), atol=0.05)
+
+
+def test_a_shear_is_drawn_after_the_rotation_and_shift() -> None:
+    """So a run without a shear draws exactly as before the option existed, and one with it
+    rotates and shifts its copies as that run would."""
+    images = a_bar()
+    plain = TrainConfig(jitter_degrees=0.0, jitter_pixels=2.0)
+    shifted = jitter(images, torch.Generator().manual_seed(0), plain)
+    sheared = jitter(images, torch.Generator().manual_seed(0), dataclasses.replace(plain, jitter_shear=0.5))
+    row = torch.arange(28.0)
+    height = [((x + 1).sum((1, 3)) * row).sum(-1) / (x + 1).sum((1, 2, 3)) for x in (shifted, sheared)]
+    assert torch.allclose(height[0], height[1], atol=0.01)  # a horizontal shear keeps each row's height: the same shift
 
 
 def test_nearest_resampling_moves_a_stroke_without_blurring_it() -> None:

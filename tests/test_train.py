@@ -169,6 +169,7 @@ def test_two_cpu_processes_under_torchrun_keep_identical_replicas(tmp_path):
         (["--seed", "-1"], "--seed: must be an integer in 0..2147483647, got -1"),
         (["--lambda-cont", "-1"], "--lambda-cont: must be a finite number >= 0"),
         (["--jitter-degrees", "-5"], "--jitter-degrees: must be a finite number >= 0"),
+        (["--jitter-shear", "-0.5"], "--jitter-shear: must be a finite number >= 0"),
         (["--categorical", "1"], "at least 2 categories"),  # a one-way "code" carries no information
         (["--early-epochs", "3"], "early consistency needs both a weight and a number of epochs"),
         (["--recipe", "paper", "--flipped-consistency", "2"], "--flipped-consistency 2.0 weights the consistency"),
@@ -346,9 +347,10 @@ def test_the_consistency_term_changes_training_deterministically(tmp_path):
     again = weights(train(small_config(tmp_path / "again", steps=4, consistency=1.0)))
     smaller = weights(train(small_config(tmp_path / "smaller", steps=4, jitter_degrees=7.5, jitter_pixels=1.0)))
     nearest = weights(train(small_config(tmp_path / "nearest", steps=4, jitter_resample="nearest")))
+    sheared = weights(train(small_config(tmp_path / "sheared", steps=4, jitter_shear=0.5)))
     unweighted = weights(train(small_config(tmp_path / "unweighted", steps=4, flipped_consistency=0.0)))
     assert_same_weights(first, again)  # jitter draws come from the step's generator, as the codes do
-    for other in (plain, smaller, nearest, unweighted):  # the term, its jitter, resampling and weighting all reach D
+    for other in (plain, smaller, nearest, sheared, unweighted):  # the term, its jitter, resampling, weighting reach D
         assert any(not torch.equal(other[k], first[k]) for k in plain if ".d." in f".{k}")
 
 

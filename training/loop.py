@@ -117,6 +117,7 @@ class TrainConfig:
     consistency_trains_body: bool = True  # the consistency term also updates D's shared body, not only Q's head
     jitter_degrees: float = 15.0  # the consistency term's copies: rotated by up to this much
     jitter_pixels: float = 2.0  # and shifted by up to this much each way
+    jitter_shear: float = 0.0  # and slanted by up to this much (pixels per pixel of height)
     jitter_resample: str = "bilinear"  # how the copies are resampled: "bilinear" (blurs a little) or "nearest"
     real_information: float = 0.0  # weight of Q's I(c; x) on real images, maximised (training.losses)
     seed: int = 0  # member k of a population has seed + k

@@ -114,19 +114,27 @@ class JitterSize(Protocol):
 
     jitter_degrees: float
     jitter_pixels: float
+    jitter_shear: float
     jitter_resample: str  # "bilinear" or "nearest"
 
 
 def jitter(images: torch.Tensor, generator: torch.Generator, size: JitterSize) -> torch.Tensor:
-    """Each (B, C, H, W) image in [-1, 1] rotated by up to `size.jitter_degrees` and shifted by up
-    to `size.jitter_pixels` each way, at random from `generator` (a CPU generator, for exact
-    resumes); background fills in. Bilinear resampling blurs a stroke a little, so it also looks a
+    """Each (B, C, H, W) image in [-1, 1] rotated by up to `size.jitter_degrees`, slanted by up to
+    `size.jitter_shear` (a horizontal shear, in training.evaluate.slant's unit: pixels per pixel of
+    height) and shifted by up to `size.jitter_pixels` each way, at random from `generator` (a CPU
+    generator, for exact resumes); background fills in. The shear is drawn only when asked for, so
+    runs without it draw as before. Bilinear resampling blurs a stroke a little, so it also looks a
     little thicker; nearest keeps each pixel's value and the stroke's width, with jagged edges."""
     batch, _, height, width = images.shape
     angle = (torch.rand(batch, generator=generator) * 2 - 1) * math.radians(size.jitter_degrees)
     shift = (torch.rand(batch, 2, generator=generator) * 2 - 1) * size.jitter_pixels * 2 / torch.tensor([width, height])
     cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (B, 2, 2)
+    if size.jitter_shear:
+        shear = (torch.rand(batch, generator=generator) * 2 - 1) * size.jitter_shear * height / width
+        one, zero = torch.ones(batch), torch.zeros(batch)
+        linear = linear @ torch.stack([torch.stack([one, shear], 1), torch.stack([zero, one], 1)], 1)
+    theta = torch.cat([linear, shift[:, :, None]], 2)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
     ink = images + 1  # background 0, so the corners that come in from outside are background
     shifted = F.grid_sample(ink, grid, size.jitter_resample, padding_mode="zeros", align_corners=False)

@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the consistency term shifts real images by up to this many pixels each way",
     )
     add(
+        "--jitter-shear",
+        type=non_negative_float,
+        default=defaults.jitter_shear,
+        help="the consistency term slants real images by a shear of up to this many pixels per pixel of height",
+    )
+    add(
         "--jitter-resample",
         choices=("bilinear", "nearest"),
         default=defaults.jitter_resample,
