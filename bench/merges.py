@@ -12,9 +12,9 @@ one draw, seed 0), the share of images whose category it changes, on the split d
 rest: the consistency term's flipped weight pulls where the jitter flips, so a jitter that flips
 the split digits often and the rest rarely aims that pull at the merge. Labels are used to find
 the split digits only. Last, two label-free readings of each member on the first 10,000 training
-images, the ones selection reads: Q's information I(c; x) (training.select) and the share of
-images whose category the default jitter flips; and each one's rank correlation with accuracy
-over the members.
+images, the ones selection reads: Q's information I(c; x) and jitter flips, the share of them
+whose category the default jitter changes (training.select, as training logs them); and each
+one's rank correlation with accuracy over the members.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from training.data import load_dataset  # noqa: E402
 from training.evaluate import breadth, category_logits, match_categories, slant, stroke_width  # noqa: E402
 from training.loop import SELECTION_IMAGES, TrainConfig  # noqa: E402
 from training.losses import jitter  # noqa: E402
-from training.select import information  # noqa: E402
+from training.select import flip_copies, information, jitter_flips  # noqa: E402
 
 SPLIT_BELOW = 0.8  # a digit is split when no category holds this share of it
 JITTERS = {  # name -> (degrees, shear); every one also shifts by up to 2 pixels, as the default does
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, (d, s) in JITTERS.items()
     }
     unlabelled = load_dataset("mnist", "train").images[:SELECTION_IMAGES]
-    unlabelled_copies = jitter(unlabelled, torch.Generator().manual_seed(0), TrainConfig())
+    unlabelled_copies = flip_copies(unlabelled)
     print("\n| member | accuracy | digit: its two categories' shares; Cohen's d of " + ", ".join(measures) + " |")
     print("| --- | ---: | --- |")
     flips_rows, label_free = [], []
@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                 category = category_logits(discriminator, member.latent, images).argmax(1)
                 jittered = {n: category_logits(discriminator, member.latent, c).argmax(1) for n, c in copies.items()}
                 seen = category_logits(discriminator, member.latent, unlabelled)
-                seen_jittered = category_logits(discriminator, member.latent, unlabelled_copies).argmax(1)
+                seen_jittered = category_logits(discriminator, member.latent, unlabelled_copies)
             accuracy, _ = match_categories(category, labels, member.latent.categorical[0].categories)
-            flip_rate = float((seen.argmax(1) != seen_jittered).float().mean())
+            flip_rate = jitter_flips(seen, seen_jittered)  # argmax of logits or of probabilities alike
             label_free.append((f"{path}#{k}", accuracy, information(torch.softmax(seen, 1)), flip_rate))
             confusion = np.zeros((member.latent.categorical[0].categories, 10), int)
             np.add.at(confusion, (category.numpy(), labels.numpy()), 1)

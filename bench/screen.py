@@ -6,7 +6,8 @@
 Each argument is one recipe: a folder of lone runs (one subfolder per seed) or a population's
 run folder (every member), all evaluated once per epoch (the default). For each group and
 epoch: every seed's categorical accuracy, then the mean, the spread (standard deviation) and
-the worst; each seed's label-free information at its last evaluation; how many seeds have a
+the worst; each seed's label-free information (and, where logged, jitter flips) at its last
+evaluation; how many seeds have a
 slant code and a width code at each epoch (where evaluations logged the codes) and which
 finished seeds have them. Runs still training count up to the epoch they have reached.
 """
@@ -34,6 +35,7 @@ class Member:
     """One member of a run (a lone run has one), read off its log."""
 
     evaluations: dict[int, tuple[float, float]] = field(default_factory=dict)  # epoch -> (accuracy, information)
+    jitter_flips: dict[int, float] = field(default_factory=dict)  # epoch -> share flipped, where logged
     codes: dict[str, dict[str, float]] | None = None  # what its continuous codes do at the end; None if stopped
     # what its codes do at each epoch, where the evaluations logged it
     codes_by_epoch: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
@@ -49,6 +51,8 @@ def members(run: Path) -> dict[str, Member]:
             member = found.setdefault(f"s{seed + r.get('member', 0)}", Member())
             if evaluated:
                 member.evaluations[round(r["epoch"])] = (r["categorical_accuracy"], r["information"])
+                if "jitter_flips" in r:
+                    member.jitter_flips[round(r["epoch"])] = r["jitter_flips"]
                 if r.get("continuous") is not None:
                     member.codes_by_epoch[round(r["epoch"])] = r["continuous"]
             else:
@@ -90,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         last = {name: member.evaluations[max(member.evaluations)][1] for name, member in runs.items()}
         print("information at the last evaluation: " + ", ".join(f"{n} {v:.4f}" for n, v in last.items()))
+        flips = {
+            name: member.jitter_flips[max(member.jitter_flips)] for name, member in runs.items() if member.jitter_flips
+        }
+        if flips:
+            print("jitter flips at the last evaluation: " + ", ".join(f"{n} {v:.3f}" for n, v in flips.items()))
         by_epoch = [
             f"{epoch}: {sum(shows_slant_and_width(m.codes_by_epoch[epoch]) for m in measured)} of {len(measured)}"
             for epoch in epochs

@@ -13,12 +13,15 @@ from models.checkpoint import CheckpointError, load_checkpoint, load_population,
 from training.align import rotate_codes, served_effects
 from training.classifier import load_classifier
 from training.export import main as export_main
-from training.loop import MODEL_NAME, train
+from training.loop import MODEL_NAME, TrainConfig, train
+from training.losses import jitter
 from training.select import (
     MemberScores,
     agreement,
     choose,
+    flip_copies,
     information,
+    jitter_flips,
     near_best,
     score_members,
     shows_slant_and_width,
@@ -177,6 +180,27 @@ def test_information_is_highest_for_a_q_that_is_certain_and_uses_every_category(
     collapsed = torch.nn.functional.one_hot(torch.zeros(1000, dtype=torch.long), 10).float()  # one category
     assert information(unsure) == pytest.approx(0, abs=1e-6)
     assert information(collapsed) == pytest.approx(0, abs=1e-6)
+
+
+def test_jitter_flips_is_the_share_of_images_whose_category_the_jitter_changes():
+    digits = torch.arange(1000) % 10
+    certain = torch.nn.functional.one_hot(digits, 10).float()
+    assert jitter_flips(certain, certain) == 0  # read alike, jittered or not
+
+    # 4s and 9s split by slant into two categories: a jitter that slants carries half of them across
+    crossing = ((digits == 4) | (digits == 9)) & (torch.arange(1000) % 20 < 10)
+    jittered = certain.clone()
+    jittered[crossing] = certain[crossing].flip(1)  # another category, as confident
+    assert jitter_flips(certain, jittered) == pytest.approx(0.1)
+
+
+def test_the_flip_copies_are_one_fixed_draw_of_the_default_jitter():
+    images = torch.rand(16, 1, 28, 28) * 2 - 1
+    copies = flip_copies(images)
+    assert torch.equal(copies, flip_copies(images))  # every member and evaluation reads the same copies
+    rotated_and_shifted = TrainConfig(jitter_degrees=15.0, jitter_pixels=2.0, jitter_shear=0.0)
+    assert torch.equal(copies, jitter(images, torch.Generator().manual_seed(0), rotated_and_shifted))
+    assert not torch.equal(copies, images)
 
 
 def test_agreement_scores_the_member_whose_categories_others_share_highest():

@@ -96,6 +96,7 @@ def test_a_run_folder_holds_config_log_samples_and_a_checkpoint_with_metadata(tm
     assert [r["step"] for r in records if "loss_d" in r] == [5, 10]
     assert [r["step"] for r in records if "categorical_accuracy" in r] == [5, 10]
     assert all(0 <= r["information"] <= 2.31 for r in records if "categorical_accuracy" in r)  # nats, log 10 at most
+    assert all(0 <= r["jitter_flips"] <= 1 for r in records if "categorical_accuracy" in r)  # a share of images
     measured = {"slant_spearman", "width_spearman", "breadth_spearman", "identity_kept"}
     for evaluation in (r for r in records if "categorical_accuracy" in r):  # when the codes take their roles
         assert list(evaluation["continuous"]) == ["c1", "c2"]

@@ -64,14 +64,25 @@ from training.select import (
     REASONS,
     category_probabilities,
     choose,
+    flip_copies,
     information,
+    jitter_flips,
     near_best,
     score_members,
 )
 
 CHECKPOINT_NAME = "checkpoint.safetensors"  # the latest training checkpoint, every member
 MODEL_NAME = "model.safetensors"  # the chosen member as a serving checkpoint (fp16), written at the end
-BOARD_SCALARS = {"loss_d", "loss_g", "info_cat", "info_cont", "images_per_s", "categorical_accuracy", "information"}
+BOARD_SCALARS = {
+    "loss_d",
+    "loss_g",
+    "info_cat",
+    "info_cont",
+    "images_per_s",
+    "categorical_accuracy",
+    "information",
+    "jitter_flips",
+}
 SELECTION_IMAGES = 10_000  # real training images the label-free criteria read
 SELECTION_METRICS = ("information", "agreement", "continuous")  # logged for every member at the end
 COMPILE_SETTINGS = ("auto", "on", "off")
@@ -288,6 +299,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
     data = load_dataset(config.dataset, "train")
     images = data.images.to(device)
     test = load_dataset(config.dataset, "test") if ddp.is_main else None
+    selection_copies = flip_copies(images[:SELECTION_IMAGES]) if ddp.is_main else None
     # what the continuous codes do, measured on G's pictures by our MNIST classifier where it applies
     measures_codes = ddp.is_main and tuple(images.shape[1:]) == CLASSIFIER_IMAGE
     classifier = load_classifier().to(device) if measures_codes else None
@@ -404,9 +416,14 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
                     if classifier is not None:  # when the codes take their roles, and named in live checkpoints
                         metrics["continuous"] = continuous_effects(member.generator, latent, classifier)
                     member.evaluation = {"metrics": metrics, "category_labels": category_labels(mapping)}
-                    # the label-free criterion beside the labelled accuracy: does it predict early?
+                    # the label-free readings beside the labelled accuracy: do they predict early?
                     probabilities = category_probabilities(member.discriminator, latent, images[:SELECTION_IMAGES])
-                    log.write({**record, **tag, **metrics, "information": information(probabilities)})
+                    jittered = category_probabilities(member.discriminator, latent, selection_copies)
+                    label_free = {
+                        "information": information(probabilities),
+                        "jitter_flips": jitter_flips(probabilities, jittered),
+                    }
+                    log.write({**record, **tag, **metrics, **label_free})
                     who = f"member {k} " if len(members) > 1 else ""
                     progress.write(
                         f"step {step} ({seconds:.0f} s of training): {who}categorical accuracy {accuracy:.4f}",

@@ -16,6 +16,11 @@ may have none, so the criteria here read only Q's categorical head on real image
   members within NEAR_TIE of the best, one whose codes show the paper's figure (a code that
   tracks slant and another that tracks width, measured on G's own pictures) is preferred. A run
   reads the codes as its exported model serves them, turned (training.align).
+
+Each evaluation also logs a third reading, not yet a criterion: jitter_flips, the share of real
+images whose category Q changes when the image is rotated and shifted a little (FLIP_JITTER, one
+fixed draw). A member that splits a digit by slant flips it there; over 16 finished members of
+four recipes it ranked accuracy better than information (docs/research.md, "A slanting jitter").
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from torch import nn
 from models.latent import LatentSpec
 from models.metadata import CLEAR, tracking
 from training.evaluate import category_logits, match_categories
-from training.losses import category_information
+from training.losses import category_information, jitter
 
 # Information (nats) within which members count as equally good at the digit. Measured at 8
 # epochs: members that learned the digit within 0.004 of each other, a 4/9 merge 0.035 below.
@@ -57,6 +62,32 @@ def category_probabilities(
 ) -> torch.Tensor:
     """Q's probabilities of the categories of categorical code `code` for (N, C, H, W) images: (N, categories)."""
     return torch.softmax(category_logits(discriminator, latent, images, code=code, batch_size=batch_size), dim=1)
+
+
+@dataclass(frozen=True)
+class FlipJitter:
+    """The jitter jitter_flips reads with (training.losses.JitterSize): the default recipe's, fixed
+    here so that runs trained with another jitter are read alike."""
+
+    jitter_degrees: float = 15.0
+    jitter_pixels: float = 2.0
+    jitter_shear: float = 0.0
+    jitter_resample: str = "bilinear"
+
+
+FLIP_JITTER = FlipJitter()
+
+
+def flip_copies(images: torch.Tensor) -> torch.Tensor:
+    """The jittered copies of `images` that jitter_flips compares them with: one draw, the same
+    for every member and evaluation, from a generator of its own (training's draws are untouched)."""
+    return jitter(images, torch.Generator().manual_seed(0), FLIP_JITTER)
+
+
+def jitter_flips(probabilities: torch.Tensor, jittered_probabilities: torch.Tensor) -> float:
+    """The share of images whose most probable category differs between (N, categories)
+    probabilities of the images and of their jittered copies."""
+    return float((probabilities.argmax(1) != jittered_probabilities.argmax(1)).float().mean())
 
 
 def information(probabilities: torch.Tensor) -> float:
