@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     test = load_dataset("mnist", "test")
     images, labels = test.images, test.labels
     measures = {"slant": slant(images), "thickness": stroke_width(images), "breadth": breadth(images)}
+    spread = " ".join(f"{digit}: {measures['slant'][labels == digit].std():.2f}" for digit in range(10))
+    print(f"slant's standard deviation within each digit of the test set (pixels per pixel of height): {spread}")
     copies = {
         name: jitter(images, torch.Generator().manual_seed(0), TrainConfig(jitter_degrees=d, jitter_shear=s))
         for name, (d, s) in JITTERS.items()
