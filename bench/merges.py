@@ -38,7 +38,7 @@ from training.data import load_dataset  # noqa: E402
 from training.evaluate import breadth, category_logits, match_categories, slant, stroke_width  # noqa: E402
 from training.loop import SELECTION_IMAGES, TrainConfig  # noqa: E402
 from training.losses import jitter  # noqa: E402
-from training.select import flip_copies, information, jitter_flips  # noqa: E402
+from training.select import category_probabilities, flip_copies, information, jitter_flips  # noqa: E402
 
 SPLIT_BELOW = 0.8  # a digit is split when no category holds this share of it
 JITTERS = {  # name -> (degrees, shear); every one also shifts by up to 2 pixels, as the default does
@@ -83,11 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 category = category_logits(discriminator, member.latent, images).argmax(1)
                 jittered = {n: category_logits(discriminator, member.latent, c).argmax(1) for n, c in copies.items()}
-                seen = category_logits(discriminator, member.latent, unlabelled)
-                seen_jittered = category_logits(discriminator, member.latent, unlabelled_copies)
+                seen = category_probabilities(discriminator, member.latent, unlabelled)
+                seen_jittered = category_probabilities(discriminator, member.latent, unlabelled_copies)
             accuracy, _ = match_categories(category, labels, member.latent.categorical[0].categories)
-            flip_rate = jitter_flips(seen, seen_jittered)  # argmax of logits or of probabilities alike
-            label_free.append((f"{path}#{k}", accuracy, information(torch.softmax(seen, 1)), flip_rate))
+            label_free.append((f"{path}#{k}", accuracy, information(seen), jitter_flips(seen, seen_jittered)))
             confusion = np.zeros((member.latent.categorical[0].categories, 10), int)
             np.add.at(confusion, (category.numpy(), labels.numpy()), 1)
             shares = confusion / confusion.sum(0, keepdims=True)  # (categories, digits)

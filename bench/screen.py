@@ -7,9 +7,8 @@ Each argument is one recipe: a folder of lone runs (one subfolder per seed) or a
 run folder (every member), all evaluated once per epoch (the default). For each group and
 epoch: every seed's categorical accuracy, then the mean, the spread (standard deviation) and
 the worst; each seed's label-free information (and, where logged, jitter flips) at its last
-evaluation; how many seeds have a
-slant code and a width code at each epoch (where evaluations logged the codes) and which
-finished seeds have them. Runs still training count up to the epoch they have reached.
+evaluation; how many seeds have a slant code and a width code at each epoch (where evaluations
+logged the codes) and which finished seeds have them. Runs still training count up to the epoch they have reached.
 """
 
 from __future__ import annotations
