@@ -155,6 +155,7 @@ def _member(k: int, records: list[dict[str, Any]], stopped_at: int | None) -> Me
         losses=_losses(_latest(own, "loss_d")),
         categorical_accuracy=evaluation.get("categorical_accuracy"),
         information=evaluation.get("information"),
+        jitter_flips=evaluation.get("jitter_flips"),
         stopped_at=stopped_at,
     )
 

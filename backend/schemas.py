@@ -234,7 +234,11 @@ class MemberInfo(BaseModel):
     member: int
     losses: dict[str, float] = Field(description="latest loss_d, loss_g, info_cat, info_cont")
     categorical_accuracy: float | None = Field(None, description="latest, on the test images (needs labels)")
-    information: float | None = Field(None, description="latest label-free criterion (training/select.py)")
+    information: float | None = Field(None, description="latest label-free reading (training/select.py)")
+    jitter_flips: float | None = Field(
+        None,
+        description="latest share of real images whose category a small jitter changes (the default pick reads it)",
+    )
     stopped_at: int | None = Field(None, description="the step at which halving stopped its training, if it did")
 
 

@@ -3,6 +3,7 @@
     python bench/halving.py runs/consistency/s11 ... runs/explorer/s18 --k 2 3 4 --after 2 3 4 5
     python bench/halving.py runs/gpu/fp32 --k 2 3 4 --after 1 2 3 --keep 1     # a population: every member
     python bench/halving.py runs/screen/fp32 --k 3 --after 2 --select codes --measure
+    python bench/halving.py runs/screen/lrq runs/screen/qdeep --k 4 --after 2 --select flips --measure
 
 Each argument is the folder of a lone run, of a population trained without halving (every
 member counts as a run) or of several lone runs (one subfolder each), all of one recipe, trained
@@ -11,8 +12,9 @@ lone run of its seed (a test checks the weights), and the log's `information` at
 is the score `halve` reads (the same function on the same images), so for every K-subset of the
 runs this replays the population run exactly: after epoch E keep the ceil(K/2) members with the
 highest information (or `--keep` of them), at the end pick among the kept by `--select` as the
-run would (information, or `codes`: a slant code and a width code among the near-best, from the
-log's last `continuous` record). It prints the share of subsets whose pick reaches the threshold
+run would (information; `codes`: a slant code and a width code among the near-best, from the
+log's last `continuous` record; `flips`: the same among the fewest jitter flips, from the log's
+last evaluation). It prints the share of subsets whose pick reaches the threshold
 in accuracy, the mean and worst accuracy picked, the share of picks with a slant code and a width
 code, and the training cost in member-epochs against K full runs. No labels go into a pick;
 accuracy only scores it.
@@ -21,7 +23,8 @@ The logs hold the codes as trained, so without `--measure` the pick reads those,
 before they read the codes as served. `--measure` reads what each member's codes do from its
 checkpoint instead (the same weights as the log's last evaluation; older logs lack breadth, the
 second measure of width), turned as `infogan export` serves them (training.align): the pick reads
-them as a run now does, and the slant-and-width share scores the codes the user gets.
+them as a run now does, and the slant-and-width share scores the codes the user gets. It also
+reads the jitter flips there, which logs from before they were logged lack.
 """
 
 from __future__ import annotations
@@ -41,30 +44,43 @@ from screen import Member, group_members  # noqa: E402
 from models.checkpoint import load_population  # noqa: E402
 from training.align import Effects, served_effects  # noqa: E402
 from training.classifier import load_classifier  # noqa: E402
+from training.data import load_dataset  # noqa: E402
 from training.evaluate import continuous_effects  # noqa: E402
-from training.select import MemberScores, choose, shows_slant_and_width  # noqa: E402
+from training.loop import SELECTION_IMAGES  # noqa: E402
+from training.select import (  # noqa: E402
+    MemberScores,
+    category_probabilities,
+    choose,
+    flip_copies,
+    jitter_flips,
+    shows_slant_and_width,
+)
 
 
-def measured_codes(group: Path, runs: dict[str, Member]) -> dict[str, Effects]:
+def measured_readings(group: Path, runs: dict[str, Member]) -> dict[str, tuple[Effects, float]]:
     """For each member of `group` that trained to the end, named as in `runs` (the members read
     off the logs, "<group>/s<seed>"): what its codes do as served (turned where the export turns
-    them), measured on its run's checkpoint, which must hold the weights of the log's last evaluation."""
+    them) and its jitter flips, measured on its run's checkpoint, which must hold the weights of
+    the log's last evaluation."""
     classifier = load_classifier()
+    images = load_dataset("mnist", "train").images[:SELECTION_IMAGES]
+    copies = flip_copies(images)
     folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
-    codes: dict[str, Effects] = {}
+    readings: dict[str, tuple[Effects, float]] = {}
     for run in folders:
         if not (run / "log.jsonl").is_file() or not (run / "checkpoint.safetensors").is_file():
             continue
         for member in load_population(run / "checkpoint.safetensors"):
             name = f"{group}/s{member.meta.get('seed')}"
-            if member.meta.get("dropped_at") is not None or name in codes or name not in runs:
+            if member.meta.get("dropped_at") is not None or name in readings or name not in runs:
                 continue
             logged = runs[name].evaluations[max(runs[name].evaluations)][0]
             if member.meta.get("metrics", {}).get("categorical_accuracy") != logged:
                 raise SystemExit(f"{name}: the checkpoint in {run} is not at its log's last evaluation")
             trained = continuous_effects(member.generator, member.latent, classifier)
-            codes[name] = served_effects(member, classifier, trained)
-    return codes
+            p, p_jittered = (category_probabilities(member.discriminator, member.latent, x) for x in (images, copies))
+            readings[name] = (served_effects(member, classifier, trained), jitter_flips(p, p_jittered))
+    return readings
 
 
 def replay(
@@ -84,8 +100,8 @@ def replay(
     picked = []
     for subset in itertools.combinations(range(len(runs)), k):
         kept = sorted(subset, key=lambda i: runs[i].evaluations[after][1], reverse=True)[:keep] if after else subset
-        scores = [MemberScores(runs[i].evaluations[last][1], None) for i in kept]
-        picked.append(kept[choose(scores, select, [runs[i].codes for i in kept])])  # codes read for "codes" only
+        scores = [MemberScores(runs[i].evaluations[last][1], None, runs[i].jitter_flips.get(last)) for i in kept]
+        picked.append(kept[choose(scores, select, [runs[i].codes for i in kept])])  # codes read by codes and flips
     accuracies = [runs[i].evaluations[last][0] for i in picked]
     known = all(run.codes is not None for run in runs)
     return {
@@ -105,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=int, nargs="+", default=[2, 3, 4], help="epochs after which to cut")
     parser.add_argument("--keep", type=int, help="members kept after the cut (default: the upper half)")
     parser.add_argument(  # agreement needs each member's categories of real images, which no log holds
-        "--select", choices=("information", "codes"), default="information", help="how the last pick is made"
+        "--select", choices=("information", "codes", "flips"), default="information", help="how the last pick is made"
     )
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument("--measure", action="store_true", help="codes from the checkpoints, read as served")
@@ -117,14 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(last.values())) > 1 or max(args.after) >= min(last.values()):
         ends = ", ".join(f"{name} {epoch}" for name, epoch in last.items())
         parser.error(f"every run must be evaluated to the same last epoch, after every --after epoch; got {ends}")
-    if args.measure:  # replaces the logged codes; a member halving stopped has none either way
-        measured = {name: codes for path in args.runs for name, codes in measured_codes(path, named).items()}
+    if args.measure:  # replaces the logged readings; a member halving stopped has none either way
+        measured = {name: read for path in args.runs for name, read in measured_readings(path, named).items()}
         for name, run in named.items():
-            run.codes = measured.get(name)
-    if args.select == "codes" and any(run.codes is None for run in named.values()):
+            run.codes = measured[name][0] if name in measured else None
+            if name in measured:
+                run.jitter_flips[last[name]] = measured[name][1]
+    if args.select in ("codes", "flips") and any(run.codes is None for run in named.values()):
         parser.error(
-            "--select codes needs every run's continuous codes (its log's last, or with --measure its checkpoint)"
+            f"--select {args.select} needs every run's continuous codes (its log's last, or with --measure its "
+            "checkpoint)"
         )
+    if args.select == "flips" and any(last[name] not in run.jitter_flips for name, run in named.items()):
+        parser.error("--select flips needs every run's jitter flips at its last evaluation (logged, or --measure)")
     runs = list(named.values())
     finals = ", ".join(f"{name} {run.evaluations[last[name]][0]:.3f}" for name, run in named.items())
     print(f"command: python bench/halving.py {' '.join(argv if argv is not None else sys.argv[1:])}")

@@ -61,6 +61,8 @@ def members(run: Path) -> dict[str, Member]:
 
 def group_members(group: Path) -> dict[str, Member]:
     """Every member of a group: a folder of lone runs (one subfolder per seed) or one run's folder."""
+    if not group.is_dir():
+        raise SystemExit(f"{group}: not a folder; pass a run's folder or a folder of runs")
     folders = [group] if (group / "log.jsonl").is_file() else sorted(group.iterdir())
     found: dict[str, Member] = {}
     for run in folders:

@@ -706,8 +706,16 @@ def test_the_training_view_marks_members_that_halving_stopped(browser: Browser, 
         {"step": 10, "train_s": 1.0, "member": 0, "loss_d": 1.5, "categorical_accuracy": 0.6, "information": 2.0},
         {"step": 10, "train_s": 1.0, "member": 1, "loss_d": 1.4, "categorical_accuracy": 0.8, "information": 2.1},
         {"step": 10, "dropped_members": [0]},
-        {"step": 20, "train_s": 2.0, "member": 1, "loss_d": 1.3, "categorical_accuracy": 0.9, "information": 2.2},
-        {"step": 20, "train_s": 2.0, "chosen_member": 1, "criterion": "information"},
+        {"step": 20, "train_s": 2.0, "member": 1, "loss_d": 1.3},
+        {
+            "step": 20,
+            "train_s": 2.0,
+            "member": 1,
+            "categorical_accuracy": 0.9,
+            "information": 2.2,
+            "jitter_flips": 0.02,
+        },
+        {"step": 20, "train_s": 2.0, "chosen_member": 1, "criterion": "flips"},
     ]
     log.write_text("".join(json.dumps(record) + "\n" for record in records))
     with explorer(tmp_path) as url, page_of(browser, url, console) as page:
@@ -715,6 +723,8 @@ def test_the_training_view_marks_members_that_halving_stopped(browser: Browser, 
         rows = page.locator("#members tbody tr")
         expect(rows.nth(0)).to_contain_text("0 (stopped at step 10)")
         expect(rows.nth(1)).to_contain_text("1 (chosen)")
+        expect(rows.nth(1).locator("td").nth(3)).to_have_text("2.0%")  # the jitter flips the pick read
+        expect(rows.nth(0).locator("td").nth(3)).to_have_text("–")  # none logged
         expect(page.locator("#run-status")).to_contain_text("accuracy 90.0%")  # member 1's, still training
 
 

@@ -16,6 +16,7 @@ from training.export import main as export_main
 from training.loop import MODEL_NAME, TrainConfig, train
 from training.losses import jitter
 from training.select import (
+    REASONS,
     MemberScores,
     agreement,
     choose,
@@ -215,11 +216,15 @@ def test_agreement_scores_the_member_whose_categories_others_share_highest():
         agreement([digits], categories=10)
 
 
-def test_scores_read_q_on_real_images(tmp_path):
+def test_scores_read_q_on_real_images_and_flips_against_their_copies(tmp_path):
     members = load_population(train(small_config(tmp_path, steps=4, population=3)))
+    discriminators, latent = [m.discriminator for m in members], members[0].latent
     images = torch.rand(64, 1, 28, 28) * 2 - 1
-    scores = score_members([m.discriminator for m in members], members[0].latent, images)
+    scores = score_members(discriminators, latent, images)
     assert all(0 <= s.information <= math.log(10) + 1e-6 and 0 <= s.agreement <= 1 for s in scores)
+    assert all(s.jitter_flips is None for s in scores)  # no copies, no flips read
+    assert all(s.jitter_flips == 0 for s in score_members(discriminators, latent, images, images.clone()))
+    assert all(0 <= s.jitter_flips <= 1 for s in score_members(discriminators, latent, images, images.flip(3)))
 
 
 def test_choose_picks_the_highest_criterion_and_agreement_needs_three_members():
@@ -227,7 +232,7 @@ def test_choose_picks_the_highest_criterion_and_agreement_needs_three_members():
     assert choose(scores, "information") == 1
     assert choose(scores, "agreement") == 2
     assert choose(scores[:2], "agreement") == 1  # two members agree equally: information decides
-    with pytest.raises(ValueError, match="criterion must be one of information, agreement, codes"):
+    with pytest.raises(ValueError, match="criterion must be one of information, agreement, codes, flips"):
         choose(scores, "accuracy")
 
 
@@ -263,28 +268,48 @@ def test_codes_prefers_a_near_best_member_whose_codes_show_slant_and_width():
     assert choose(scores, "codes", None) == 0  # codes not measured: information decides
 
 
-def test_a_run_chooses_by_codes_from_the_scores_it_records_and_the_codes_as_served(tmp_path, capsys):
-    path = train(small_config(tmp_path, steps=4, population=3, select="codes"))
+def test_flips_picks_the_member_a_small_jitter_moves_least_preferring_one_with_slant_and_width_among_ties():
+    two_slants, figure = effects((0.99, 0.1), (0.95, 0.3)), effects((-0.97, 0.2), (0.4, 0.93))
+    # information ties the merge (member 0) with the others; its flips do not
+    scores = [MemberScores(2.1797, None, 0.054), MemberScores(2.1796, None, 0.020), MemberScores(2.17, None, 0.023)]
+    assert choose(scores, "information") == 0
+    assert choose(scores, "flips") == 1
+    assert choose(scores, "flips", [figure, two_slants, figure]) == 2  # 0.003 more: a tie, with both codes
+    assert choose(scores, "flips", [figure, two_slants, two_slants]) == 1  # the merge's 0.034 is no tie
+    assert near_best(scores, "flips") == [1, 2]
+    unread = [MemberScores(s.information, None) for s in scores]
+    assert choose(unread, "flips") == 0  # flips not read: information decides
+
+
+@pytest.mark.parametrize("select", ["codes", "flips"])
+def test_a_run_chooses_from_the_scores_it_records_and_the_codes_as_served(tmp_path, capsys, select):
+    path = train(small_config(tmp_path, steps=4, population=3, select=select))
     members = load_population(path)
     metrics = [m.meta["metrics"] for m in members]
-    scores = [MemberScores(m["information"], m["agreement"]) for m in metrics]
+    scores = [MemberScores(m["information"], m["agreement"], m["jitter_flips"]) for m in metrics]
     served = [
         served_effects(member, load_classifier(), m["continuous"]) for member, m in zip(members, metrics, strict=True)
     ]
-    assert read_metadata(path)["chosen_member"] == choose(scores, "codes", served)
+    assert read_metadata(path)["chosen_member"] == choose(scores, select, served)
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     logged = [r for r in records if "agreement" in r]  # what the choice read, in the log too (after the evaluations)
-    assert [(r["member"], r["information"], r["continuous"]) for r in logged] == [
-        (k, m["information"], m["continuous"]) for k, m in enumerate(metrics)
+    assert [(r["member"], r["information"], r["jitter_flips"], r["continuous"]) for r in logged] == [
+        (k, m["information"], m["jitter_flips"], m["continuous"]) for k, m in enumerate(metrics)
     ]
     assert records[-1]["chosen_member"] == read_metadata(path)["chosen_member"]
-    assert (
-        "within 0.01 nats of it with a slant code and a width code as served, no labels used" in capsys.readouterr().out
-    )
+    report = capsys.readouterr().out
+    assert f"({REASONS[select]}, no labels used)" in report
+    assert "information agreement  flips accuracy" in report
 
 
-@pytest.mark.parametrize("align_codes", [True, False])
-def test_a_run_reads_the_codes_of_its_near_best_members_as_it_would_serve_them(tmp_path, monkeypatch, align_codes):
+def test_a_run_picks_by_jitter_flips_unless_told_otherwise():
+    assert TrainConfig().select == "flips"
+
+
+@pytest.mark.parametrize(("select", "align_codes"), [("codes", True), ("codes", False), ("flips", True)])
+def test_a_run_reads_the_codes_of_its_near_best_members_as_it_would_serve_them(
+    tmp_path, monkeypatch, select, align_codes
+):
     asked = []
 
     def served(checkpoint, classifier, trained):  # as if only seed 1's codes showed the figure once turned
@@ -292,11 +317,12 @@ def test_a_run_reads_the_codes_of_its_near_best_members_as_it_would_serve_them(t
         return effects((-0.97, 0.2), (0.4, 0.93)) if checkpoint.meta["seed"] == 1 else trained
 
     monkeypatch.setattr(loop, "served_effects", served)
-    path = train(small_config(tmp_path, steps=4, population=3, select="codes", align_codes=align_codes))
-    scores = [MemberScores(m.meta["metrics"]["information"], None) for m in load_population(path)]
+    path = train(small_config(tmp_path, steps=4, population=3, select=select, align_codes=align_codes))
+    metrics = [m.meta["metrics"] for m in load_population(path)]
+    near = near_best([MemberScores(m["information"], None, m["jitter_flips"]) for m in metrics], select)
     if align_codes:
-        assert sorted(asked) == sorted(near_best(scores))  # untrained members are all near the best
-        assert read_metadata(path)["chosen_member"] == 1
+        assert sorted(asked) == sorted(near)  # only the near-best, and all of them
+        assert read_metadata(path)["chosen_member"] == (1 if 1 in near else near[0])
     else:  # --keep-codes serves the codes as trained, so the choice reads them so
         assert asked == []
 

@@ -48,17 +48,33 @@ def test_a_run_entry_has_the_latest_figures_and_each_members(tmp_path: Path) -> 
     records = [
         losses(10, member=0),
         losses(10, member=1, loss_d=2.0),
-        {"time": OLD + 11, "step": 10, "member": 0, "categorical_accuracy": 0.8, "information": 2.1},
-        {"time": OLD + 11, "step": 10, "member": 1, "categorical_accuracy": 0.6, "information": 2.0},
+        {
+            "time": OLD + 11,
+            "step": 10,
+            "member": 0,
+            "categorical_accuracy": 0.8,
+            "information": 2.1,
+            "jitter_flips": 0.02,
+        },
+        {
+            "time": OLD + 11,
+            "step": 10,
+            "member": 1,
+            "categorical_accuracy": 0.6,
+            "information": 2.0,
+            "jitter_flips": 0.05,
+        },
     ]
     folder = run_folder(tmp_path, "group/population", records)
     run = describe_run("group/population", folder)
     assert (run.step, run.total_steps, run.train_seconds, run.images_per_s) == (10, 100, 1.0, 640.0)
     assert run.losses == {"loss_d": 1.2, "loss_g": 0.9, "info_cat": 0.1, "info_cont": 0.05}  # member 0's
     assert run.categorical_accuracy == 0.8
-    assert [(m.member, m.losses["loss_d"], m.categorical_accuracy, m.information) for m in run.members] == [
-        (0, 1.2, 0.8, 2.1),
-        (1, 2.0, 0.6, 2.0),
+    assert [
+        (m.member, m.losses["loss_d"], m.categorical_accuracy, m.information, m.jitter_flips) for m in run.members
+    ] == [
+        (0, 1.2, 0.8, 2.1, 0.02),
+        (1, 2.0, 0.6, 2.0, 0.05),
     ]
 
 

@@ -84,7 +84,7 @@ BOARD_SCALARS = {
     "jitter_flips",
 }
 SELECTION_IMAGES = 10_000  # real training images the label-free criteria read
-SELECTION_METRICS = ("information", "agreement", "continuous")  # logged for every member at the end
+SELECTION_METRICS = ("information", "agreement", "jitter_flips", "continuous")  # logged for every member at the end
 COMPILE_SETTINGS = ("auto", "on", "off")
 GRAPH_SETTINGS = ("auto", "on", "off")
 
@@ -134,9 +134,10 @@ class TrainConfig:
     seed: int = 0  # member k of a population has seed + k
     population: int = 1  # members trained side by side in this process, differing only in their seed
     halve_after: int | None = None  # epochs; then only the better half of the population trains on
-    # The label-free criterion that picks the member to export (training.select): `codes` picks as
-    # `information` does, but breaks near-ties towards the paper's figure (docs/research.md, "Three halved, not two")
-    select: str = "codes"
+    # The label-free criterion that picks the member to export (training.select): `flips` picks the
+    # member whose category a small jitter changes least, breaking near-ties towards the paper's
+    # figure (docs/research.md, "Picking by jitter flips")
+    select: str = "flips"
     # the exported model's continuous codes turned to slant and width where that is cleaner (training.align)
     align_codes: bool = True
     device: str = "auto"  # auto: cuda, then mps, then cpu
@@ -440,7 +441,7 @@ def _train(config: TrainConfig, ddp: Distributed, *, resume: bool) -> Path:
             if step % config.checkpoint_every == 0 or done:
                 save_population(checkpoint_path, [member.checkpoint(config) for member in members], meta)
             if done:  # after the save above, so a failing selection loses no training
-                chosen = select_member(members, latent, images, config, classifier)
+                chosen = select_member(members, latent, images, selection_copies, config, classifier)
                 meta["chosen_member"] = chosen
                 save_population(checkpoint_path, [member.checkpoint(config) for member in members], meta)
                 model = members[chosen].checkpoint(config)
@@ -495,22 +496,25 @@ def select_member(
     members: list[Member],
     latent: LatentSpec,
     images: torch.Tensor,
+    copies: torch.Tensor,
     config: TrainConfig,
     classifier: MnistClassifier | None,
 ) -> int:
     """Score the members still training (halving may have stopped some) without labels on real
     training images, record the scores in their metrics, and return the index of the member
     `config.select` picks. What their codes do comes from the evaluation of this last step; for
-    "codes", the near-best members' codes are read as the export would serve them (turned)."""
+    "codes" and "flips", the near-best members' codes are read as the export would serve them (turned)."""
     candidates = still_training(members)
-    scores = score_members([members[k].discriminator for k in candidates], latent, images[:SELECTION_IMAGES])
+    discriminators = [members[k].discriminator for k in candidates]
+    scores = score_members(discriminators, latent, images[:SELECTION_IMAGES], copies)
     for k, score in zip(candidates, scores, strict=True):
         members[k].evaluation["metrics"] = {**members[k].evaluation.get("metrics", {}), **score.as_metrics()}
     effects = [members[k].evaluation["metrics"].get("continuous") for k in candidates]
     if not all(effects):
         return candidates[choose(scores, config.select)]
-    if config.select == "codes" and config.align_codes and classifier is not None and len(candidates) > 1:
-        for i in near_best(scores):  # a few seconds each, and only members within NEAR_TIE
+    reads_codes = config.select in ("codes", "flips")
+    if reads_codes and config.align_codes and classifier is not None and len(candidates) > 1:
+        for i in near_best(scores, config.select):  # a few seconds each, and only the near-best
             effects[i] = served_effects(members[candidates[i]].checkpoint(config), classifier, effects[i])
     return candidates[choose(scores, config.select, effects)]
 
@@ -518,16 +522,19 @@ def select_member(
 def selection_report(members: list[Member], chosen: int, criterion: str, exported: Path) -> str:
     """What the run ends with: every member's label-free scores, its accuracy where the data has
     labels, what its continuous codes do, and which member was exported and why."""
-    lines = [f"{'member':>6} {'seed':>6} {'information':>11} {'agreement':>9} {'accuracy':>8}  continuous codes"]
+    header = f"{'member':>6} {'seed':>6} {'information':>11} {'agreement':>9} {'flips':>6} {'accuracy':>8}"
+    lines = [f"{header}  continuous codes"]
     for k, member in enumerate(members):
         metrics = member.evaluation["metrics"]
-        agreement = f"{metrics['agreement']:.4f}" if metrics.get("agreement") is not None else "-"
+        agreement, flips = (
+            f"{metrics[key]:.4f}" if metrics.get(key) is not None else "-" for key in ("agreement", "jitter_flips")
+        )
         codes = code_effects(metrics.get("continuous", {}))
         mark = "  <- chosen" if k == chosen else ""
         if member.dropped_at is not None:
             mark = f"  (halving stopped it at step {member.dropped_at})"
         lines.append(
-            f"{k:>6} {member.seed:>6} {metrics['information']:>11.4f} {agreement:>9} "
+            f"{k:>6} {member.seed:>6} {metrics['information']:>11.4f} {agreement:>9} {flips:>6} "
             f"{metrics.get('categorical_accuracy', float('nan')):>8.4f}  {codes}{mark}"
         )
     lines.append(f"chose member {chosen} ({REASONS[criterion]}, no labels used); serving checkpoint: {exported}")

@@ -16,11 +16,10 @@ may have none, so the criteria here read only Q's categorical head on real image
   members within NEAR_TIE of the best, one whose codes show the paper's figure (a code that
   tracks slant and another that tracks width, measured on G's own pictures) is preferred. A run
   reads the codes as its exported model serves them, turned (training.align).
-
-Each evaluation also logs a third reading, not yet a criterion: jitter_flips, the share of real
-images whose category Q changes when the image is rotated and shifted a little (FLIP_JITTER, one
-fixed draw). A member that splits a digit by slant flips it there; over 16 finished members of
-four recipes it ranked accuracy better than information (docs/research.md, "A slanting jitter").
+- flips: as codes, but read by jitter flips, the share of real images whose category Q changes
+  when the image is rotated and shifted a little (FLIP_JITTER, one fixed draw); fewest is best,
+  ties within FLIPS_TIE. A member that splits a digit by slant flips it there, so this separates
+  merges that information ties (docs/research.md, "Picking by jitter flips").
 """
 
 from __future__ import annotations
@@ -39,10 +38,15 @@ from training.losses import category_information, jitter
 # Information (nats) within which members count as equally good at the digit. Measured at 8
 # epochs: members that learned the digit within 0.004 of each other, a 4/9 merge 0.035 below.
 NEAR_TIE = 0.01
+# The same for jitter flips (a share of images). Over 20 finished members of five screens, those at
+# 0.97 or more flipped within 0.005 of each other in their screen; every one below 0.95 at least
+# 0.009 more than its screen's fewest. A wider tie trades picks of the digit for the paper's figure.
+FLIPS_TIE = 0.004
 REASONS = {  # what each criterion prefers, as the run's report says it
     "information": "highest information",
     "agreement": "highest agreement with the others",
     "codes": f"highest information, or within {NEAR_TIE} nats of it with a slant code and a width code as served",
+    "flips": f"fewest jitter flips, or within {FLIPS_TIE} of it with a slant code and a width code as served",
 }
 CRITERIA = tuple(REASONS)
 
@@ -51,10 +55,17 @@ CRITERIA = tuple(REASONS)
 class MemberScores:
     information: float  # nats; at most log(categories)
     agreement: float | None  # None for a population of one
+    jitter_flips: float | None = None  # a share of images; None where not read
 
     def as_metrics(self) -> dict[str, float | None]:
-        agreement = None if self.agreement is None else round(self.agreement, 6)
-        return {"information": round(self.information, 6), "agreement": agreement}
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 6)
+
+        return {
+            "information": rounded(self.information),
+            "agreement": rounded(self.agreement),
+            "jitter_flips": rounded(self.jitter_flips),
+        }
 
 
 def category_probabilities(
@@ -114,16 +125,26 @@ def agreement(assignments: list[torch.Tensor], categories: int) -> list[float]:
 
 
 def score_members(
-    discriminators: list[nn.Module], latent: LatentSpec, images: torch.Tensor, *, code: int = 0
+    discriminators: list[nn.Module],
+    latent: LatentSpec,
+    images: torch.Tensor,
+    copies: torch.Tensor | None = None,
+    *,
+    code: int = 0,
 ) -> list[MemberScores]:
-    """Both criteria for every member, on the same real images (no labels)."""
+    """Every reading for every member, on the same real images (no labels); jitter flips against
+    `copies`, the images' jittered copies (flip_copies), where given."""
     probabilities = [category_probabilities(d, latent, images, code=code) for d in discriminators]
-    infos = [information(p) for p in probabilities]
-    if len(discriminators) == 1:
-        return [MemberScores(infos[0], None)]
-    categories = latent.categorical[code].categories
-    agreements = agreement([p.argmax(1) for p in probabilities], categories)
-    return [MemberScores(i, a) for i, a in zip(infos, agreements, strict=True)]
+    flips: list[float | None] = [None] * len(discriminators)
+    if copies is not None:
+        flips = [
+            jitter_flips(p, category_probabilities(d, latent, copies, code=code))
+            for d, p in zip(discriminators, probabilities, strict=True)
+        ]
+    agreements: list[float | None] = [None]
+    if len(discriminators) > 1:
+        agreements = agreement([p.argmax(1) for p in probabilities], latent.categorical[code].categories)
+    return [MemberScores(information(p), a, f) for p, a, f in zip(probabilities, agreements, flips, strict=True)]
 
 
 def shows_slant_and_width(effects: dict[str, dict[str, float]]) -> bool:
@@ -137,25 +158,29 @@ def shows_slant_and_width(effects: dict[str, dict[str, float]]) -> bool:
 
 
 def choose(scores: list[MemberScores], criterion: str, effects: list[dict[str, dict[str, float]]] | None = None) -> int:
-    """The member `criterion` picks: the highest information or agreement, or for "codes" the
-    highest information among the near-best members that show slant and width (`effects`, one
-    per member; without them, or when no near-best member shows both, information decides).
+    """The member `criterion` picks: the highest information or agreement, or for "codes" and
+    "flips" the best among the near-best members that show slant and width (`effects`, one per
+    member; without them, or when no near-best member shows both, the best).
 
     Agreement needs three members to say anything: between two it is one number, the same for
-    both. Smaller populations are chosen by information."""
+    both. Smaller populations are chosen by information, as are members whose flips were not read."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}; got {criterion!r}")
     if criterion == "agreement" and len(scores) >= 3:
         return max(range(len(scores)), key=lambda k: scores[k].agreement)
-    near = near_best(scores)
-    if criterion == "codes" and effects is not None:
+    near = near_best(scores, criterion)
+    if criterion in ("codes", "flips") and effects is not None:
         return next((k for k in near if shows_slant_and_width(effects[k])), near[0])
     return near[0]
 
 
-def near_best(scores: list[MemberScores]) -> list[int]:
-    """The members within NEAR_TIE nats of the highest information, the most informative first:
-    the ones whose codes "codes" reads."""
-    by_information = sorted(range(len(scores)), key=lambda k: scores[k].information, reverse=True)
-    best = scores[by_information[0]].information
-    return [k for k in by_information if scores[k].information >= best - NEAR_TIE]
+def near_best(scores: list[MemberScores], criterion: str = "codes") -> list[int]:
+    """The members whose codes `criterion` reads, the best first: within FLIPS_TIE of the fewest
+    jitter flips for "flips" (where every member's were read), else within NEAR_TIE nats of the
+    highest information."""
+    if criterion == "flips" and all(s.jitter_flips is not None for s in scores):
+        readings, tie = [-s.jitter_flips for s in scores], FLIPS_TIE
+    else:
+        readings, tie = [s.information for s in scores], NEAR_TIE
+    ranked = sorted(range(len(scores)), key=readings.__getitem__, reverse=True)
+    return [k for k in ranked if readings[k] >= readings[ranked[0]] - tie]

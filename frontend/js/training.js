@@ -117,7 +117,9 @@ export class Training {
       const stopped = m.stopped_at == null ? "" : ` (stopped at step ${m.stopped_at})`;
       const accuracy = m.categorical_accuracy == null ? "–" : (m.categorical_accuracy * 100).toFixed(1) + "%";
       const information = m.information == null ? "–" : m.information.toFixed(3);
-      for (const text of [`${m.member}${chosen}${stopped}`, accuracy, information, m.losses.loss_d?.toFixed(3) ?? "–"]) {
+      const flips = m.jitter_flips == null ? "–" : (m.jitter_flips * 100).toFixed(1) + "%";
+      const cells = [`${m.member}${chosen}${stopped}`, accuracy, information, flips, m.losses.loss_d?.toFixed(3) ?? "–"];
+      for (const text of cells) {
         row.append(Object.assign(document.createElement("td"), { textContent: text }));
       }
       return row;
