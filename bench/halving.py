@@ -4,6 +4,7 @@
     python bench/halving.py runs/gpu/fp32 --k 2 3 4 --after 1 2 3 --keep 1     # a population: every member
     python bench/halving.py runs/screen/fp32 --k 3 --after 2 --select codes --measure
     python bench/halving.py runs/screen/lrq runs/screen/qdeep --k 4 --after 2 --select flips --measure
+    python bench/halving.py runs/screen/default --k 2 3 4 --after 1 2 3 --select flips --halve-by flips
 
 Each argument is the folder of a lone run, of a population trained without halving (every
 member counts as a run) or of several lone runs (one subfolder each), all of one recipe, trained
@@ -14,10 +15,11 @@ runs this replays the population run exactly: after epoch E keep the ceil(K/2) m
 highest information (or `--keep` of them), at the end pick among the kept by `--select` as the
 run would (information; `codes`: a slant code and a width code among the near-best, from the
 log's last `continuous` record; `flips`: the same among the fewest jitter flips, from the log's
-last evaluation). It prints the share of subsets whose pick reaches the threshold
-in accuracy, the mean and worst accuracy picked, the share of picks with a slant code and a width
-code, and the training cost in member-epochs against K full runs. No labels go into a pick;
-accuracy only scores it.
+last evaluation). `--halve-by flips` cuts by the fewest jitter flips instead, read off the logs
+(runs that log them at every evaluation), to see whether halving should. It prints the share of
+subsets whose pick reaches the threshold in accuracy, the mean and worst accuracy picked, the
+share of picks with a slant code and a width code, and the training cost in member-epochs
+against K full runs. No labels go into a pick; accuracy only scores it.
 
 The logs hold the codes as trained, so without `--measure` the pick reads those, as runs did
 before they read the codes as served. `--measure` reads what each member's codes do from its
@@ -90,16 +92,23 @@ def replay(
     keep: int | None,
     select: str,
     threshold: float,
+    halve_by: str = "information",
 ) -> dict:
-    """Over every k-subset: after epoch `after` (None: never) keep the `keep` most informative
-    (None: halve), pick among the kept at the last epoch by `select` (training.select.choose); the
+    """Over every k-subset: after epoch `after` (None: never) keep the `keep` most informative, or
+    with `halve_by` "flips" the `keep` with the fewest jitter flips then (None: halve), pick among
+    the kept at the last epoch by `select` (training.select.choose); the
     share of picks reaching `threshold`, their mean and worst accuracy, the share with a slant
     code and a width code (None where some run's codes are not known), the cost."""
     last = max(runs[0].evaluations)
     keep = k - k // 2 if keep is None else min(keep, k)  # halve drops the lower half, rounded down
     picked = []
     for subset in itertools.combinations(range(len(runs)), k):
-        kept = sorted(subset, key=lambda i: runs[i].evaluations[after][1], reverse=True)[:keep] if after else subset
+        if not after:
+            kept = subset
+        elif halve_by == "flips":
+            kept = sorted(subset, key=lambda i: runs[i].jitter_flips[after])[:keep]
+        else:
+            kept = sorted(subset, key=lambda i: runs[i].evaluations[after][1], reverse=True)[:keep]
         scores = [MemberScores(runs[i].evaluations[last][1], None, runs[i].jitter_flips.get(last)) for i in kept]
         picked.append(kept[choose(scores, select, [runs[i].codes for i in kept])])  # codes read by codes and flips
     accuracies = [runs[i].evaluations[last][0] for i in picked]
@@ -122,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=int, help="members kept after the cut (default: the upper half)")
     parser.add_argument(  # agreement needs each member's categories of real images, which no log holds
         "--select", choices=("information", "codes", "flips"), default="information", help="how the last pick is made"
+    )
+    parser.add_argument(
+        "--halve-by",
+        choices=("information", "flips"),
+        default="information",
+        help="what the cut reads (runs read information)",
     )
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument("--measure", action="store_true", help="codes from the checkpoints, read as served")
@@ -146,17 +161,20 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.select == "flips" and any(last[name] not in run.jitter_flips for name, run in named.items()):
         parser.error("--select flips needs every run's jitter flips at its last evaluation (logged, or --measure)")
+    if args.halve_by == "flips" and any(e not in run.jitter_flips for run in named.values() for e in args.after):
+        parser.error("--halve-by flips needs every run's jitter flips logged at every --after epoch")
     runs = list(named.values())
     finals = ", ".join(f"{name} {run.evaluations[last[name]][0]:.3f}" for name, run in named.items())
     print(f"command: python bench/halving.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"final accuracy of the {len(runs)} runs: {finals}")
     cut = "halve after" if args.keep is None else f"keep {args.keep} after"
+    cut += " (by flips)" if args.halve_by == "flips" else ""
     columns = f"pick >= {args.threshold} | mean picked | worst | slant and width codes | subsets"
     print(f"| K | {cut} | cost (of K full runs) | {columns} |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for k in args.k:
         for after in [None, *args.after]:
-            row = replay(runs, k, after, args.keep, args.select, args.threshold)
+            row = replay(runs, k, after, args.keep, args.select, args.threshold, args.halve_by)
             figure = "-" if row["slant_and_width"] is None else f"{row['slant_and_width']:.2f}"
             print(
                 f"| {k} | {f'epoch {after}' if after else 'never'} | {row['cost']:.2f} | {row['share']:.2f} | "
