@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=int, nargs="+", default=[2, 3, 4], help="epochs after which to cut")
     parser.add_argument("--keep", type=int, help="members kept after the cut (default: the upper half)")
     parser.add_argument(  # agreement needs each member's categories of real images, which no log holds
-        "--select", choices=("information", "codes", "flips"), default="information", help="how the last pick is made"
+        "--select",
+        choices=("information", "codes", "flips"),
+        default="information",  # older logs lack the flips; runs pick by flips
+        help="how the last pick is made",
     )
     parser.add_argument(
         "--halve-by",

@@ -176,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         picks["fewest flips, codes unread"] = best_of_k(rows, pair, "flips", k, args.threshold, codes=False)
         for tie in args.flips_tie:
             select.FLIPS_TIE = tie  # read by training.select.near_best
-            picks[f"flips, ties within {tie}"] = best_of_k(rows, pair, "flips", k, args.threshold)
-        select.FLIPS_TIE = FLIPS_TIE
+            try:
+                picks[f"flips, ties within {tie}"] = best_of_k(rows, pair, "flips", k, args.threshold)
+            finally:
+                select.FLIPS_TIE = FLIPS_TIE
         for criterion, result in picks.items():
             if criterion == "agreement" and k < 3:
                 continue  # between two members agreement is one number: information decides

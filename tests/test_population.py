@@ -19,6 +19,7 @@ from training.select import (
     REASONS,
     MemberScores,
     agreement,
+    category_probabilities,
     choose,
     flip_copies,
     information,
@@ -224,7 +225,11 @@ def test_scores_read_q_on_real_images_and_flips_against_their_copies(tmp_path):
     assert all(0 <= s.information <= math.log(10) + 1e-6 and 0 <= s.agreement <= 1 for s in scores)
     assert all(s.jitter_flips is None for s in scores)  # no copies, no flips read
     assert all(s.jitter_flips == 0 for s in score_members(discriminators, latent, images, images.clone()))
-    assert all(0 <= s.jitter_flips <= 1 for s in score_members(discriminators, latent, images, images.flip(3)))
+    mirrored = images.flip(3)
+    assert [s.jitter_flips for s in score_members(discriminators, latent, images, mirrored)] == [
+        jitter_flips(category_probabilities(d, latent, images), category_probabilities(d, latent, mirrored))
+        for d in discriminators
+    ]
 
 
 def test_choose_picks_the_highest_criterion_and_agreement_needs_three_members():

@@ -183,4 +183,5 @@ def near_best(scores: list[MemberScores], criterion: str = "codes") -> list[int]
     else:
         readings, tie = [s.information for s in scores], NEAR_TIE
     ranked = sorted(range(len(scores)), key=readings.__getitem__, reverse=True)
-    return [k for k in ranked if readings[k] >= readings[ranked[0]] - tie]
+    edge = readings[ranked[0]] - tie - 1e-6  # a reading exactly at the tie counts in, whatever the float rounding
+    return [k for k in ranked if readings[k] >= edge]
