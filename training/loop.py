@@ -61,6 +61,7 @@ from training.losses import (
 from training.options import resolve_device
 from training.select import (
     CRITERIA,
+    READS_CODES,
     REASONS,
     category_probabilities,
     choose,
@@ -512,8 +513,7 @@ def select_member(
     effects = [members[k].evaluation["metrics"].get("continuous") for k in candidates]
     if not all(effects):
         return candidates[choose(scores, config.select)]
-    reads_codes = config.select in ("codes", "flips")
-    if reads_codes and config.align_codes and classifier is not None and len(candidates) > 1:
+    if config.select in READS_CODES and config.align_codes and classifier is not None and len(candidates) > 1:
         for i in near_best(scores, config.select):  # a few seconds each, and only the near-best
             effects[i] = served_effects(members[candidates[i]].checkpoint(config), classifier, effects[i])
     return candidates[choose(scores, config.select, effects)]

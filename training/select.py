@@ -49,6 +49,7 @@ REASONS = {  # what each criterion prefers, as the run's report says it
     "flips": f"fewest jitter flips, or within {FLIPS_TIE} of it with a slant code and a width code as served",
 }
 CRITERIA = tuple(REASONS)
+READS_CODES = ("codes", "flips")  # the criteria that break near-ties by what the continuous codes do
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def choose(scores: list[MemberScores], criterion: str, effects: list[dict[str, d
     if criterion == "agreement" and len(scores) >= 3:
         return max(range(len(scores)), key=lambda k: scores[k].agreement)
     near = near_best(scores, criterion)
-    if criterion in ("codes", "flips") and effects is not None:
+    if criterion in READS_CODES and effects is not None:
         return next((k for k in near if shows_slant_and_width(effects[k])), near[0])
     return near[0]
 
